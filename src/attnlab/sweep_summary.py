@@ -1,0 +1,57 @@
+"""Hydra callback: at the end of a multirun, print one line per job (status, error, key metric)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def collect_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every job's ``metrics.json`` under ``sweep_dir`` (one folder per job), in job order."""
+    rows = []
+    for path in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            rec = {"status": "unreadable", "error": str(exc)}
+        rec["job"] = path.parent.name
+        rows.append(rec)
+    return rows
+
+
+class SweepSummary(Callback):
+    """Prints the sweep's table at ``on_multirun_end``; does nothing for single runs."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = collect_sweep(sweep_dir)
+        if not rows:
+            log.warning("No job of the sweep in %s wrote metrics.json", sweep_dir)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"Sweep {sweep_dir}")
+        for col in ("job", "status", "run", "metric", "value", "error"):
+            table.add_column(col)
+        for rec in rows:
+            monitor = (rec.get("monitor") or {}).get("metric", "")
+            value = (rec.get("metrics") or {}).get(monitor)
+            table.add_row(
+                rec["job"],
+                str(rec.get("status")),
+                str(rec.get("run_name") or ""),
+                monitor,
+                "" if value is None else f"{value:.4f}",
+                (rec.get("error") or "")[:120],
+            )
+        Console().print(table)
+        failed = sum(rec.get("status") != "ok" for rec in rows)
+        log.info("Sweep done: %d ok, %d failed (%s)", len(rows) - failed, failed, sweep_dir)

@@ -1,0 +1,251 @@
+"""``python train.py``: compose the experiment with Hydra, train and test it, record it in W&B.
+
+Heavy modules (torch, Lightning, wandb) are imported inside :func:`train`, so ``--help`` and
+``--cfg job`` answer without paying for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.compat import check_task_compatibility
+from attnlab.errors import AttnlabError
+from attnlab.project import config_dir, ensure_project_root_env
+from attnlab.utils.metrics_file import to_float, write_metrics_file
+from attnlab.utils.run_info import RunInfo, build_run_info, hydra_choices, hydra_override_dirname
+
+log = logging.getLogger(__name__)
+
+
+def _set_threads(cfg: DictConfig) -> int:
+    """Give each job its share of the cores, so parallel sweep jobs do not oversubscribe them."""
+    import torch
+
+    threads = cfg.get("torch_threads")
+    if not threads:
+        n_jobs = int(os.environ.get("ATTNLAB_PARALLEL_JOBS", "1") or 1)
+        threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+def _output_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def _wandb_id_for(output_dir: Path) -> str | None:
+    """The W&B run id of a run directory (written at its start), so a resumed run continues it."""
+    path = output_dir / "wandb_id.txt"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _new_wandb_id(output_dir: Path) -> str:
+    import secrets
+
+    run_id = _wandb_id_for(output_dir) or secrets.token_hex(4)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "wandb_id.txt").write_text(run_id + "\n")
+    return run_id
+
+
+def _hparams_for_record(cfg: DictConfig) -> dict[str, Any]:
+    """The hyper-parameters worth a column in comparison tables (flat, scalar)."""
+    from attnlab.utils.flatten import flatten_scalars
+
+    keep = {}
+    for section in ("model", "attention", "data"):
+        node = cfg.get(section)
+        if node is not None:
+            flat = flatten_scalars(OmegaConf.to_container(node, resolve=True), prefix=section)
+            keep.update({k: v for k, v in flat.items() if not k.endswith("_target_")})
+    keep["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
+    keep["seed"] = cfg.get("seed")
+    return keep
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """Train (and test) the model the config describes; return the final metrics and the objects built.
+
+    Raises :class:`attnlab.errors.AttnlabError` for user errors before anything heavy runs.
+    """
+    choices = hydra_choices()
+    task = check_task_compatibility(cfg, choices)
+    run = build_run_info(cfg, task, choices, hydra_override_dirname())
+    output_dir = _output_dir(cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.extras.get("enforce_tags") and not cfg.get("tags"):
+        from attnlab.errors import ConfigError
+
+        raise ConfigError("extras.enforce_tags is on but no tags were given: add tags=[my_tag] to the command.")
+    if cfg.extras.get("print_config"):
+        from attnlab.utils.config_tree import print_config_tree
+
+        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+
+    import pytorch_lightning as pl
+
+    from attnlab.callbacks.config_in_checkpoint import ConfigInCheckpoint
+    from attnlab.utils.instantiate import instantiate_callbacks, instantiate_component, instantiate_loggers
+
+    threads = _set_threads(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    log.info("Data <%s>", cfg.data._target_)
+    datamodule = instantiate_component(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    log.info("Model <%s> with %s attention", cfg.model._target_, cfg.attention.kind)
+    attention = OmegaConf.to_container(cfg.attention, resolve=True)
+    model = instantiate_component(cfg.model, attention=attention, **datamodule.model_kwargs())
+
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks.append(ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True), run.choices))
+    loggers = instantiate_loggers(
+        cfg.get("logger"), name=run.name, tags=run.tags, id=_new_wandb_id(output_dir)
+    )
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["choices"] = run.choices
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
+
+    started = time.perf_counter()
+    if cfg.get("train"):
+        log.info("Training (%d torch threads)", threads)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
+    train_seconds = time.perf_counter() - started
+
+    if cfg.get("test"):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train") else ""
+        ckpt = best if best else (None if cfg.get("train") else cfg.get("ckpt_path"))
+        log.info("Testing %s", f"best checkpoint {ckpt}" if ckpt else "the current weights")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
+
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "run": run}
+    objects["record"] = {
+        "train_seconds": round(train_seconds, 2),
+        "best_model_path": getattr(trainer.checkpoint_callback, "best_model_path", None) or None,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "hparams": _hparams_for_record(cfg),
+    }
+    return metrics, objects
+
+
+def _record(cfg: DictConfig, run: RunInfo | None, status: str, metrics: dict, extra: dict) -> Path:
+    record = {
+        "status": status,
+        "task": run.task if run else None,
+        "run_name": run.name if run else None,
+        "choices": run.choices if run else hydra_choices(),
+        "monitor": OmegaConf.to_container(cfg.monitor, resolve=True) if "monitor" in cfg else None,
+        "metrics": metrics,
+        "output_dir": str(_output_dir(cfg)),
+        **extra,
+    }
+    return write_metrics_file(_output_dir(cfg), record)
+
+
+def _is_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """One Hydra job: train, write ``metrics.json``, finish the W&B run; return the monitored metric.
+
+    In a multirun a failing job is recorded (status ``failed`` with the error) and the sweep goes on;
+    in a single run user errors print one clear line and exit 1, other errors propagate.
+    """
+    if cfg.extras.get("ignore_warnings"):
+        import warnings
+
+        warnings.filterwarnings("ignore")
+    started = time.perf_counter()
+    metrics: dict[str, float | None] = {}
+    extra: dict[str, Any] = {}
+    run: RunInfo | None = None
+    try:
+        metrics, objects = train(cfg)
+        run, extra = objects["run"], objects["record"]
+    except KeyboardInterrupt:
+        _finish("interrupted", cfg, run, metrics, "KeyboardInterrupt", started, extra)
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded, then reported or re-raised below
+        error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        _finish("failed", cfg, run, metrics, error, started, extra)
+        if _is_multirun():
+            log.exception("Job failed; the sweep goes on")
+            return math.nan
+        if isinstance(exc, AttnlabError):
+            log.error("%s", exc)
+            sys.exit(1)
+        raise
+    _finish("ok", cfg, run, metrics, None, started, extra)
+    value = metrics.get(str(cfg.monitor.metric))
+    log.info("%s = %s", cfg.monitor.metric, value)
+    return value
+
+
+def _finish(
+    status: str,
+    cfg: DictConfig,
+    run: RunInfo | None,
+    metrics: dict[str, float | None],
+    error: str | None,
+    started: float,
+    extra: dict[str, Any],
+) -> None:
+    """Finish the W&B run (marking failures) and write this job's ``metrics.json``."""
+    from attnlab.utils.wandb_setup import finish_wandb
+
+    wandb_info = None
+    try:
+        wandb_info = finish_wandb(exit_code=0 if status == "ok" else 1)
+    except Exception as exc:  # noqa: BLE001 - the run's own record matters more than W&B's
+        log.warning("Could not finish the W&B run cleanly: %s", exc)
+    record = dict(extra)
+    record.update({"error": error, "duration_s": round(time.perf_counter() - started, 2), "wandb": wandb_info})
+    path = _record(cfg, run, status, metrics, record)
+    shown = {k: v for k, v in metrics.items() if k.startswith("test/") and "len" not in k and v is not None}
+    if shown:
+        log.info("Final test metrics: %s", "  ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items())))
+    log.info("Run %s: %s", status, path)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def _hydra_entry(cfg: DictConfig) -> float | None:
+    return run_job(cfg)
+
+
+def main() -> None:
+    """Console entry point (``attnlab-train``, ``python train.py``)."""
+    ensure_project_root_env()
+    _load_dotenv()
+    _hydra_entry()
+
+
+def _load_dotenv() -> None:
+    """Use an API key from ``.env`` (e.g. WANDB_API_KEY) without ever copying it into a config or log."""
+    env_file = Path(os.environ["PROJECT_ROOT"]) / ".env"
+    if env_file.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)

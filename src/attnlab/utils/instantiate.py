@@ -1,0 +1,51 @@
+"""Build Lightning objects from config nodes (callbacks, loggers, the data/model components)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# Keys in data/model configs that describe the component rather than being constructor arguments.
+META_KEYS = ("task",)
+
+
+def instantiate_component(node: DictConfig, **kwargs: Any) -> Any:
+    """Instantiate a ``data`` or ``model`` node, dropping :data:`META_KEYS` (e.g. ``task``)."""
+    if "_target_" not in node:
+        raise ValueError(f"config node has no _target_: {OmegaConf.to_yaml(node)}")
+    clean = OmegaConf.masked_copy(node, [k for k in node.keys() if k not in META_KEYS])
+    return instantiate(clean, **kwargs)
+
+
+def instantiate_callbacks(node: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of the ``callbacks`` group that has a ``_target_`` (null entries are off)."""
+    callbacks: list[Any] = []
+    if not node:
+        return callbacks
+    for name, cb_conf in node.items():
+        if isinstance(cb_conf, DictConfig) and "_target_" in cb_conf:
+            log.debug("Instantiating callback %s <%s>", name, cb_conf._target_)
+            callbacks.append(instantiate(cb_conf))
+    return callbacks
+
+
+def instantiate_loggers(node: DictConfig | None, **wandb_kwargs: Any) -> list[Any]:
+    """Instantiate the ``logger`` group; ``wandb_kwargs`` (name, tags, id, mode...) go to the W&B logger."""
+    loggers: list[Any] = []
+    if not node:
+        return loggers
+    for name, lg_conf in node.items():
+        if not (isinstance(lg_conf, DictConfig) and "_target_" in lg_conf):
+            continue
+        if "WandbLogger" in str(lg_conf._target_):
+            from attnlab.utils.wandb_setup import wandb_logger_kwargs
+
+            loggers.append(instantiate(lg_conf, **wandb_logger_kwargs(lg_conf, **wandb_kwargs)))
+        else:
+            loggers.append(instantiate(lg_conf))
+    return loggers

@@ -1,0 +1,74 @@
+"""W&B mode selection, run identity, and clean finishing of runs.
+
+Lightning's ``WandbLogger`` reuses whatever wandb run is active and never finishes it, so in a Hydra
+multirun job 2 would log into job 1's run; :func:`finish_wandb` is called in a ``finally`` for every job.
+``WandbLogger(offline=True)`` would set ``WANDB_MODE`` for the whole process, so the mode is passed to
+``wandb.init`` as ``mode=`` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+_MODES = ("online", "offline", "disabled")
+
+
+def _logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return bool(auth and auth[2])
+
+
+def resolve_wandb_mode(requested: str | None) -> str:
+    """``WANDB_MODE`` wins; ``auto`` means online when logged in, offline otherwise."""
+    env = os.environ.get("WANDB_MODE")
+    if env:
+        return "offline" if env == "dryrun" else env
+    requested = (requested or "auto").lower()
+    if requested == "auto":
+        return "online" if _logged_in() else "offline"
+    if requested not in _MODES:
+        from attnlab.errors import ConfigError
+
+        raise ConfigError(f"logger.wandb.mode={requested!r} is not one of auto, {', '.join(_MODES)}.")
+    return requested
+
+
+def wandb_logger_kwargs(node: DictConfig, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments that replace config values of the W&B logger node at instantiation."""
+    kwargs = {k: v for k, v in overrides.items() if v is not None}
+    kwargs["mode"] = resolve_wandb_mode(node.get("mode"))
+    Path(node.get("save_dir") or ".").mkdir(parents=True, exist_ok=True)
+    if kwargs.get("id"):
+        # Resuming: continue the run with this id instead of starting a new one.
+        kwargs.setdefault("resume", "allow")
+    return kwargs
+
+
+def finish_wandb(exit_code: int = 0, quiet: bool = True) -> dict[str, str] | None:
+    """Finish the active wandb run, if any; return its id, mode and directory for the run's records."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is None or getattr(wandb, "run", None) is None:
+        return None
+    run = wandb.run
+    info = {"id": run.id, "dir": str(Path(run.dir).parent), "mode": "offline" if run.offline else "online"}
+    if not run.offline:
+        info["url"] = run.url or ""
+    wandb.finish(exit_code=exit_code, quiet=quiet)
+    if info["mode"] == "offline":
+        log.info("W&B run saved offline in %s; upload it later with: wandb sync %s", info["dir"], info["dir"])
+    return info

@@ -1,0 +1,45 @@
+"""Shared test set-up: offline W&B, small thread counts, the config tree and the shared fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+# Never touch the network: W&B offline, no hub downloads.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PROJECT_ROOT", str(REPO))
+
+
+def fixtures_dir() -> Path | None:
+    """``../shared/fixtures`` beside the checkout (or ``$ATTNLAB_FIXTURES``), None when absent."""
+    env = os.environ.get("ATTNLAB_FIXTURES")
+    path = Path(env) if env else REPO.parent / "shared" / "fixtures"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    path = fixtures_dir()
+    if path is None:
+        pytest.skip("../shared/fixtures is absent (set ATTNLAB_FIXTURES to its path to run these tests)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Tests share 2 cores with each other's subprocesses: keep torch to what it was given."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,9 @@
+"""Train an attnlab experiment: ``python train.py [group=option ...] [key=value ...]``.
+
+Thin on purpose: everything lives in :mod:`attnlab.train` (also the ``attnlab-train`` command).
+"""
+
+from attnlab.train import main
+
+if __name__ == "__main__":
+    main()
