@@ -1,0 +1,565 @@
+"""Tests for the shared attention block (src/attnlab/attention) and its config group.
+
+Property tests (hypothesis) run for every kind; sizes are tiny so the non-slow
+part stays within a few seconds. The one expensive check -- peak RSS of a
+4096 x 4096 additive forward+backward in a fresh process -- is marked slow.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from attnlab.attention import (
+    ATTENTION_KINDS,
+    SHARED_OPTIONS,
+    AdditiveAttention,
+    Attention,
+    MultiHeadAttention,
+    build_attention,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+PACKAGE_DIR = REPO / "src" / "attnlab" / "attention"
+DROPOUT_KINDS = ("additive", "dot", "general", "multihead")
+# Weighted sums of a handful of float32 numbers: differences stay ~1e-7.
+ATOL = 1e-5
+
+PROPERTY_SETTINGS = settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@st.composite
+def attention_case(draw: st.DrawFn, kind: str) -> dict:
+    """Random small sizes, inputs and a mask (with some fully masked batch elements) for `kind`."""
+    batch = draw(st.integers(1, 3))
+    num_queries = draw(st.integers(1, 5))
+    num_keys = draw(st.integers(1, 6))
+    query_dim = draw(st.integers(1, 6))
+    # dot needs Dq == Dk; every other kind must cope with different sizes.
+    key_dim = query_dim if kind == "dot" else draw(st.integers(1, 6))
+    options: dict = {"hidden_dim": draw(st.integers(1, 8)), "dropout": 0.0}
+    if kind == "multihead":
+        num_heads = draw(st.integers(1, 3))
+        options["num_heads"] = num_heads
+        # embedding size = value_dim if given, else query_dim: must be divisible by num_heads.
+        value_dim = draw(st.one_of(st.none(), st.integers(1, 3).map(lambda m: m * num_heads)))
+        if value_dim is None and query_dim % num_heads:
+            options["num_heads"] = 1
+    else:
+        value_dim = draw(st.one_of(st.none(), st.integers(1, 6)))
+    if kind == "additive":
+        options["chunk_size"] = draw(st.one_of(st.none(), st.integers(1, 6)))
+    mask_kind = draw(st.sampled_from(["none", "random", "all_true"]))
+    seed = draw(st.integers(0, 2**16))
+    gen = torch.Generator().manual_seed(seed)
+    query = torch.randn(batch, num_queries, query_dim, generator=gen)
+    keys = torch.randn(batch, num_keys, key_dim, generator=gen)
+    values = None if value_dim is None else torch.randn(batch, num_keys, value_dim, generator=gen)
+    mask = None
+    if mask_kind == "all_true":
+        mask = torch.ones(batch, num_keys, dtype=torch.bool)
+    elif mask_kind == "random":
+        mask = torch.rand(batch, num_keys, generator=gen) > 0.5
+        # Force the corner cases: one element with every key masked, one with every key kept.
+        mask[draw(st.integers(0, batch - 1))] = False
+        if batch > 1:
+            mask[draw(st.integers(0, batch - 1))] = True
+    torch.manual_seed(seed)  # parameter initialisation
+    module = build_attention(kind, query_dim, key_dim, value_dim, **options)
+    return {"module": module.eval(), "query": query, "keys": keys, "values": values, "mask": mask}
+
+
+def _valid_mask(mask: torch.Tensor | None, batch: int, num_keys: int) -> torch.Tensor:
+    return torch.ones(batch, num_keys, dtype=torch.bool) if mask is None else mask
+
+
+def _copy_to_torch_mha(ours: MultiHeadAttention) -> nn.MultiheadAttention:
+    """A torch.nn.MultiheadAttention with our parameters (needs Dq == embed dim)."""
+    ref = nn.MultiheadAttention(
+        ours.out_dim, ours.num_heads, kdim=ours.key_dim, vdim=ours.value_dim, batch_first=True
+    )
+    with torch.no_grad():
+        if ref._qkv_same_embed_dim:
+            ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+        else:
+            ref.q_proj_weight.copy_(ours.q_proj.weight)
+            ref.k_proj_weight.copy_(ours.k_proj.weight)
+            ref.v_proj_weight.copy_(ours.v_proj.weight)
+        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        ref.out_proj.weight.copy_(ours.out_proj.weight)
+        ref.out_proj.bias.copy_(ours.out_proj.bias)
+    return ref.eval()
+
+
+# --------------------------------------------------------------------------- properties, every kind
+
+
+@pytest.mark.parametrize("kind", ATTENTION_KINDS)
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_interface_properties(kind: str, data: st.DataObject) -> None:
+    """Shapes, masking, normalisation, all-masked rows, finite gradients, need_weights=False."""
+    case = data.draw(attention_case(kind))
+    module: Attention = case["module"]
+    query = case["query"].requires_grad_()
+    keys = case["keys"].requires_grad_()
+    values = case["values"].requires_grad_() if case["values"] is not None else None
+    mask = case["mask"]
+    batch, num_queries, num_keys = query.size(0), query.size(1), keys.size(1)
+
+    context, weights = module(query, keys, values, mask)
+
+    assert context.shape == (batch, num_queries, module.out_dim)
+    assert weights is not None and weights.shape == (batch, num_queries, num_keys)
+    assert torch.isfinite(context).all() and torch.isfinite(weights).all()
+    assert (weights >= 0).all()
+
+    valid = _valid_mask(mask, batch, num_keys)
+    keep = valid.unsqueeze(1).expand_as(weights)
+    assert (weights[~keep] == 0).all(), "a masked key must get exactly zero weight"
+    has_key = valid.any(dim=-1)  # (B,)
+    sums = weights.sum(dim=-1)  # (B, Tq)
+    torch.testing.assert_close(sums[has_key], torch.ones_like(sums[has_key]), atol=ATOL, rtol=0)
+    # Every key masked: zero weights and zero context, not NaN.
+    assert (weights[~has_key] == 0).all()
+    assert (context[~has_key] == 0).all()
+
+    # Gradients flow and are finite even through fully masked rows.
+    (context.square().sum() + weights.square().sum()).backward()
+    grads = [t.grad for t in (query, keys, values) if t is not None]
+    grads += [p.grad for p in module.parameters()]
+    for grad in grads:
+        if grad is not None:
+            assert torch.isfinite(grad).all()
+    assert (values if values is not None else keys).grad is not None  # the context depends on the values
+
+    # need_weights=False: same context (multihead: a different kernel), no weights.
+    with torch.no_grad():
+        fast_context, no_weights = module(query, keys, values, mask, need_weights=False)
+    assert no_weights is None
+    torch.testing.assert_close(fast_context, context.detach(), atol=ATOL, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", [k for k in ATTENTION_KINDS if k != "multihead"])
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_context_is_weights_times_values(kind: str, data: st.DataObject) -> None:
+    """For the single-head kinds the context is exactly the weighted sum of the values."""
+    case = data.draw(attention_case(kind))
+    values = case["values"] if case["values"] is not None else case["keys"]
+    with torch.no_grad():
+        context, weights = case["module"](case["query"], case["keys"], case["values"], case["mask"])
+    torch.testing.assert_close(context, weights @ values, atol=ATOL, rtol=1e-5)
+    assert case["module"].out_dim == values.size(-1)
+
+
+@pytest.mark.parametrize("kind", ATTENTION_KINDS)
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_no_mask_equals_all_true_mask(kind: str, data: st.DataObject) -> None:
+    case = data.draw(attention_case(kind))
+    module, query, keys, values = case["module"], case["query"], case["keys"], case["values"]
+    all_true = torch.ones(keys.size(0), keys.size(1), dtype=torch.bool)
+    with torch.no_grad():
+        ctx_none, w_none = module(query, keys, values, None)
+        ctx_true, w_true = module(query, keys, values, all_true)
+    torch.testing.assert_close(ctx_none, ctx_true)
+    torch.testing.assert_close(w_none, w_true)
+
+
+@pytest.mark.parametrize("kind", ATTENTION_KINDS)
+def test_masked_keys_do_not_influence_output(kind: str) -> None:
+    """Changing a masked key/value must not change anything (it is really ignored, not just down-weighted)."""
+    torch.manual_seed(0)
+    module = build_attention(kind, 8, 8, 8, num_heads=2).eval()
+    query, keys, values = torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    mask = torch.tensor([[True, True, False, True, False], [False, True, True, True, True]])
+    with torch.no_grad():
+        ctx, weights = module(query, keys, values, mask)
+        keys2, values2 = keys.clone(), values.clone()
+        keys2[~mask] = 1e3
+        values2[~mask] = -1e3
+        ctx2, weights2 = module(query, keys2, values2, mask)
+    torch.testing.assert_close(ctx, ctx2)
+    torch.testing.assert_close(weights, weights2)
+
+
+# --------------------------------------------------------------------------- the formulas
+
+
+def test_additive_matches_bahdanau_formula() -> None:
+    torch.manual_seed(0)
+    attn = AdditiveAttention(5, 7, 3, hidden_dim=4).eval()
+    query, keys, values = torch.randn(2, 3, 5), torch.randn(2, 4, 7), torch.randn(2, 4, 3)
+    mask = torch.tensor([[True, False, True, True], [True, True, True, True]])
+    with torch.no_grad():
+        ctx, weights = attn(query, keys, values, mask)
+        wq, bq, wk = attn.query_proj.weight, attn.query_proj.bias, attn.key_proj.weight
+        v = attn.energy.weight.view(-1)
+        # score[b,i,j] = v . tanh(W_q q_i + b + W_k k_j), computed the naive way.
+        energy = torch.tanh((query @ wq.T + bq)[:, :, None, :] + (keys @ wk.T)[:, None, :, :])
+        scores = (energy * v).sum(-1).masked_fill(~mask[:, None, :], -math.inf)
+        expected = scores.softmax(-1)
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(ctx, expected @ values)
+
+
+def test_luong_scores_are_unscaled() -> None:
+    torch.manual_seed(0)
+    query, keys = torch.randn(2, 3, 6), torch.randn(2, 4, 6)
+    dot = build_attention("dot", 6, 6).eval()
+    with torch.no_grad():
+        _, weights = dot(query, keys)
+    torch.testing.assert_close(weights, (query @ keys.transpose(1, 2)).softmax(-1))
+
+    general = build_attention("general", 6, 5).eval()
+    keys5 = torch.randn(2, 4, 5)
+    with torch.no_grad():
+        _, weights = general(query, keys5)
+        projected = query @ general.query_proj.weight.T  # W: Dq -> Dk
+    torch.testing.assert_close(weights, (projected @ keys5.transpose(1, 2)).softmax(-1))
+
+
+def test_none_is_masked_mean_over_keys() -> None:
+    attn = build_attention("none", 3, 4)
+    assert list(attn.parameters()) == []
+    keys = torch.arange(24, dtype=torch.float32).view(2, 3, 4)
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    ctx, weights = attn(torch.randn(2, 5, 3), keys, mask=mask)
+    expected_weights = torch.tensor([[0.5, 0.0, 0.5], [0.0, 0.0, 0.0]]).unsqueeze(1).expand(2, 5, 3)
+    torch.testing.assert_close(weights, expected_weights)
+    torch.testing.assert_close(ctx[0], ((keys[0, 0] + keys[0, 2]) / 2).expand(5, 4))
+    assert (ctx[1] == 0).all()
+    # The query does not matter.
+    ctx_other, _ = attn(torch.randn(2, 5, 3) * 100, keys, mask=mask)
+    torch.testing.assert_close(ctx, ctx_other)
+
+
+def test_multihead_single_head_context_is_weights_times_values() -> None:
+    """With one head and identity value/output projections, context == weights @ values exactly."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(5, 6, 4, num_heads=1).eval()
+    with torch.no_grad():
+        attn.v_proj.weight.copy_(torch.eye(4))
+        attn.v_proj.bias.zero_()
+        attn.out_proj.weight.copy_(torch.eye(4))
+        attn.out_proj.bias.zero_()
+    query, keys, values = torch.randn(3, 2, 5), torch.randn(3, 7, 6), torch.randn(3, 7, 4)
+    mask = torch.rand(3, 7) > 0.3
+    mask[0] = True
+    with torch.no_grad():
+        ctx, weights = attn(query, keys, values, mask)
+        fast, _ = attn(query, keys, values, mask, need_weights=False)
+    torch.testing.assert_close(ctx, weights @ values)
+    torch.testing.assert_close(fast, weights @ values)
+
+
+@pytest.mark.parametrize("key_dim", [8, 6])
+def test_multihead_matches_torch_multihead_attention(key_dim: int) -> None:
+    """Per-head math, head averaging and output projection agree with torch's reference module.
+
+    key_dim 8 exercises torch's packed in-projection, 6 its separate projections.
+    """
+    torch.manual_seed(0)
+    ours = MultiHeadAttention(8, key_dim, 8, num_heads=4).eval()  # torch needs Dq == embed dim (= value_dim)
+    ref = _copy_to_torch_mha(ours)
+    query, keys, values = torch.randn(3, 4, 8), torch.randn(3, 5, key_dim), torch.randn(3, 5, 8)
+    # No fully masked element here: torch returns NaN for those (ours returns zeros, tested elsewhere).
+    mask = torch.tensor([[True] * 5, [True, False, True, False, True], [False, True, True, True, True]])
+    with torch.no_grad():
+        ctx, weights = ours(query, keys, values, mask)
+        fast, _ = ours(query, keys, values, mask, need_weights=False)
+        ref_ctx, ref_weights = ref(query, keys, values, key_padding_mask=~mask, need_weights=True)
+    torch.testing.assert_close(ctx, ref_ctx, atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(fast, ref_ctx, atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(weights, ref_weights, atol=ATOL, rtol=1e-4)
+
+
+def test_multihead_out_dim_and_head_check() -> None:
+    assert build_attention("multihead", 12, 6).out_dim == 12  # no value_dim: query_dim
+    assert build_attention("multihead", 12, 6, 8, num_heads=2).out_dim == 8  # value_dim
+    with pytest.raises(ValueError, match="num_heads=5"):
+        build_attention("multihead", 12, 12, num_heads=5)
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("kind", DROPOUT_KINDS)
+def test_dropout_only_in_training_mode(kind: str) -> None:
+    torch.manual_seed(0)
+    attn = build_attention(kind, 8, 8, num_heads=2, dropout=0.5)
+    plain = build_attention(kind, 8, 8, num_heads=2, dropout=0.0)
+    plain.load_state_dict(attn.state_dict())
+    query, keys = torch.randn(2, 6, 8), torch.randn(2, 10, 8)
+    with torch.no_grad():
+        attn.eval()
+        plain.eval()
+        torch.testing.assert_close(attn(query, keys)[0], plain(query, keys)[0])
+        attn.train()
+        ctx_a, weights = attn(query, keys)
+        ctx_b, _ = attn(query, keys)
+        fast, _ = attn(query, keys, need_weights=False)
+    assert not torch.allclose(ctx_a, ctx_b), "training-mode dropout should be random"
+    assert not torch.allclose(ctx_a, plain(query, keys)[0].detach())
+    assert not torch.allclose(fast, plain(query, keys)[0].detach()), "SDPA path must apply dropout too"
+    # The returned weights are the un-dropped distribution (what plots want).
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 6))
+
+
+def test_none_ignores_dropout() -> None:
+    attn = build_attention("none", 4, 4, dropout=0.5).train()
+    keys = torch.randn(2, 5, 4)
+    torch.testing.assert_close(attn(torch.randn(2, 3, 4), keys)[0], keys.mean(1, keepdim=True).expand(2, 3, 4))
+
+
+# --------------------------------------------------------------------------- additive: tiling and memory
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(
+    batch=st.integers(1, 2),
+    num_queries=st.integers(1, 9),
+    num_keys=st.integers(1, 9),
+    chunk_size=st.one_of(st.none(), st.integers(1, 10)),
+    tile_budget=st.sampled_from([1, 7, 40, 2**24]),
+    masked=st.booleans(),
+)
+def test_additive_tiled_equals_untiled(
+    batch: int, num_queries: int, num_keys: int, chunk_size: int | None, tile_budget: int, masked: bool
+) -> None:
+    """Any tiling (queries, or queries and keys) gives the same weights, context and gradients (1e-5)."""
+    torch.manual_seed(batch * 100 + num_queries * 10 + num_keys)
+    tiled = AdditiveAttention(3, 4, 2, hidden_dim=5, chunk_size=chunk_size, tile_budget=tile_budget)
+    # chunk_size >= Tq is the plain computation: one (B, Tq, Tk, H) tensor, no checkpointing.
+    plain = AdditiveAttention(3, 4, 2, hidden_dim=5, chunk_size=num_queries)
+    plain.load_state_dict(tiled.state_dict())
+    query, keys, values = torch.randn(batch, num_queries, 3), torch.randn(batch, num_keys, 4), torch.randn(batch, num_keys, 2)
+    mask = (torch.rand(batch, num_keys) > 0.3) if masked else None
+
+    results = []
+    for module in (tiled, plain):
+        inputs = [t.clone().requires_grad_() for t in (query, keys, values)]
+        ctx, weights = module(*inputs, mask=mask)
+        (ctx.sin().sum() + (weights * torch.linspace(0, 1, num_keys)).sum()).backward()
+        grads = [t.grad for t in inputs] + [p.grad for p in module.parameters()]
+        results.append((ctx.detach(), weights.detach(), grads))
+    (ctx_t, w_t, g_t), (ctx_p, w_p, g_p) = results
+    torch.testing.assert_close(ctx_t, ctx_p, atol=ATOL, rtol=0)
+    torch.testing.assert_close(w_t, w_p, atol=ATOL, rtol=0)
+    for grad_t, grad_p in zip(g_t, g_p):
+        torch.testing.assert_close(grad_t, grad_p, atol=ATOL, rtol=0)
+    # Inference (no graph) takes the non-checkpointed tiled path: same result.
+    with torch.no_grad():
+        torch.testing.assert_close(tiled(query, keys, values, mask)[0], ctx_p, atol=ATOL, rtol=0)
+
+
+def test_additive_tile_sizes() -> None:
+    attn = AdditiveAttention(4, 4, hidden_dim=128)
+    assert attn.tile_sizes(1, 4096, 4096) == (32, 4096)  # 32 * 4096 * 128 = 2^24
+    assert attn.tile_sizes(2, 10, 20) == (10, 20)  # small: one tile
+    assert attn.tile_sizes(64, 4096, 4096) == (1, 2048)  # one query row is too big: tile keys too
+    assert AdditiveAttention(4, 4, chunk_size=7).tile_sizes(3, 100, 50) == (7, 50)
+    assert AdditiveAttention(4, 4, chunk_size=700).tile_sizes(3, 100, 50) == (100, 50)
+
+
+def _saved_tensor_bytes(module: AdditiveAttention, query: torch.Tensor) -> int:
+    """Bytes of distinct storages autograd keeps for backward after one forward."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        ctx, weights = module(query, query)
+    (ctx.sum() + weights.sum()).backward()  # the graph really is usable
+    assert query.grad is not None and torch.isfinite(query.grad).all()
+    return sum(storages.values())
+
+
+def test_additive_tiles_keep_autograd_memory_bounded() -> None:
+    """Checkpointed tiles: backward does not hold the (B, Tq, Tk, H) tanh output.
+
+    Plain chunking would still save every chunk's tanh output; this measures
+    what autograd actually saves (distinct storages), which is what dominates
+    peak memory in training.
+    """
+    torch.manual_seed(0)
+    batch, length, hidden = 1, 384, 64
+    full_energy = batch * length * length * hidden * 4  # bytes of one float32 (B, Tq, Tk, H)
+    query = torch.randn(batch, length, 32)
+    naive = AdditiveAttention(32, 32, hidden_dim=hidden, chunk_size=length)
+    tiled = AdditiveAttention(32, 32, hidden_dim=hidden, tile_budget=2**18)
+    tiled.load_state_dict(naive.state_dict())
+    assert tiled.tile_sizes(batch, length, length)[0] < length
+    naive_bytes = _saved_tensor_bytes(naive, query.clone().requires_grad_())
+    tiled_bytes = _saved_tensor_bytes(tiled, query.clone().requires_grad_())
+    assert naive_bytes >= full_energy  # the plain path really saves B*Tq*Tk*H
+    # Tiled: only O(B*Tq*Tk) scores/weights and the O(B*T*H) projections.
+    assert tiled_bytes < 4 * batch * length * length * 4 + 8 * batch * length * hidden * 4
+    assert tiled_bytes < full_energy / 8
+
+
+_PEAK_RSS_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, torch
+    torch.set_num_threads(2)
+    from attnlab.attention import build_attention
+    torch.manual_seed(0)
+    attn = build_attention("additive", 128, 128, hidden_dim=128)  # chunk_size null = automatic
+    x = torch.randn(1, 4096, 128, requires_grad=True)
+    ctx, weights = attn(x, x)
+    (ctx.square().mean() + weights.square().mean()).backward()
+    assert torch.isfinite(x.grad).all() and attn.energy.weight.grad is not None
+    # ru_maxrss is in KiB on Linux.
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    """
+)
+
+
+@pytest.mark.slow
+def test_additive_4096_forward_backward_peak_rss_under_2gib() -> None:
+    """Tq = Tk = 4096, H = 128, B = 1, D = 128: naive needs 8 GiB per (B,Tq,Tk,H) tensor; tiled < 2 GiB total.
+
+    A fresh process so the peak belongs to this computation alone (it
+    includes the ~0.5 GiB of importing torch).
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS_SCRIPT], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    peak_bytes = int(result.stdout.strip().splitlines()[-1])
+    assert peak_bytes < 2 * 2**30, f"peak RSS {peak_bytes / 2**30:.2f} GiB"
+
+
+# --------------------------------------------------------------------------- factory and configs
+
+
+@pytest.mark.parametrize("kind", ATTENTION_KINDS)
+def test_factory_builds_every_kind(kind: str) -> None:
+    attn = build_attention(kind, query_dim=8, key_dim=8, value_dim=4, num_heads=2)
+    assert isinstance(attn, Attention)
+    assert attn.out_dim == 4
+    ctx, weights = attn(torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 4))
+    assert ctx.shape == (2, 3, 4) and weights is not None and weights.shape == (2, 3, 5)
+
+
+def test_factory_unknown_kind_lists_valid_kinds() -> None:
+    with pytest.raises(ValueError, match="bahdanau") as info:
+        build_attention("bahdanau", 4, 4)
+    for kind in ATTENTION_KINDS:
+        assert kind in str(info.value)
+
+
+def test_factory_unknown_option_is_named() -> None:
+    with pytest.raises(ValueError, match="hiden_dim"):
+        build_attention("additive", 4, 4, hiden_dim=16)
+    with pytest.raises(ValueError, match="scale"):
+        build_attention("dot", 4, 4, scale=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("additive", {"num_heads": 8}),
+        ("dot", {"hidden_dim": 32, "chunk_size": 4, "num_heads": 3}),
+        ("general", {"num_heads": 2}),
+        ("multihead", {"hidden_dim": 7, "chunk_size": 2}),
+        ("none", {"hidden_dim": 1, "num_heads": 1, "chunk_size": None, "dropout": 0.1}),
+    ],
+)
+def test_factory_ignores_shared_options_that_do_not_apply(kind: str, options: dict) -> None:
+    attn = build_attention(kind, 4, 4, **options)
+    assert isinstance(attn, Attention) and attn.out_dim == 4
+
+
+def test_factory_applies_options() -> None:
+    additive = build_attention("additive", 4, 6, hidden_dim=16, chunk_size=3, dropout=0.2)
+    assert isinstance(additive, AdditiveAttention)
+    assert (additive.hidden_dim, additive.chunk_size, additive.dropout) == (16, 3, 0.2)
+    multihead = build_attention("multihead", 8, 6, num_heads=2)
+    assert isinstance(multihead, MultiHeadAttention) and multihead.num_heads == 2
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"hidden_dim": 0}, {"num_heads": -1}, {"chunk_size": 0}, {"dropout": 1.0}, {"dropout": -0.1}, {"hidden_dim": True}],
+)
+def test_factory_rejects_bad_option_values(options: dict) -> None:
+    name = next(iter(options))
+    with pytest.raises(ValueError, match=name):
+        build_attention("additive", 4, 4, **options)
+
+
+def test_dot_requires_equal_query_and_key_dims() -> None:
+    with pytest.raises(ValueError, match="query_dim == key_dim"):
+        build_attention("dot", 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((torch.randn(2, 3, 5), torch.randn(2, 4, 6)), "query"),
+        ((torch.randn(2, 3, 4), torch.randn(3, 4, 6)), "batch"),
+        ((torch.randn(2, 3, 4), torch.randn(2, 4, 6), torch.randn(2, 5, 6)), "same number"),
+        ((torch.randn(2, 3, 4), torch.randn(2, 4, 6), None, torch.ones(2, 4)), "bool"),
+        ((torch.randn(2, 3, 4), torch.randn(2, 4, 6), None, torch.ones(2, 5, dtype=torch.bool)), "mask"),
+    ],
+)
+def test_bad_inputs_are_named(args: tuple, message: str) -> None:
+    attn = build_attention("general", 4, 6)
+    with pytest.raises(ValueError, match=message):
+        attn(*args)
+
+
+def test_config_group_composes_and_builds() -> None:
+    """conf/attention/<kind>.yaml exists for every kind and feeds build_attention via hydra compose."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    assert {p.stem for p in (CONF_DIR / "attention").glob("*.yaml")} == set(ATTENTION_KINDS)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for kind in ATTENTION_KINDS:
+            cfg = compose(config_name=None, overrides=[f"+attention={kind}"])
+            options = OmegaConf.to_container(cfg.attention, resolve=True)
+            assert isinstance(options, dict) and options["kind"] == kind
+            assert set(options) - {"kind"} <= SHARED_OPTIONS
+            attn = build_attention(**options, query_dim=16, key_dim=16, value_dim=16)
+            ctx, _ = attn(torch.randn(1, 2, 16), torch.randn(1, 3, 16))
+            assert ctx.shape == (1, 2, 16)
+    additive = OmegaConf.load(CONF_DIR / "attention" / "additive.yaml")
+    assert OmegaConf.to_container(additive) == {"kind": "additive", "hidden_dim": 128, "chunk_size": None, "dropout": 0.0}
+    multihead = OmegaConf.load(CONF_DIR / "attention" / "multihead.yaml")
+    assert OmegaConf.to_container(multihead) == {"kind": "multihead", "num_heads": 4, "dropout": 0.0}
+
+
+def test_package_does_not_import_lightning() -> None:
+    """attnlab.attention sits below models/tasks: no Lightning imports anywhere in it."""
+    for path in PACKAGE_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert "lightning" not in name, f"{path.name} imports {name}"
