@@ -26,14 +26,31 @@ from attnlab.utils.run_info import RunInfo, build_run_info, hydra_choices, hydra
 log = logging.getLogger(__name__)
 
 
+def _parallel_jobs() -> int:
+    """How many jobs of this sweep run at once on this machine (joblib's n_jobs; 1 otherwise)."""
+    env = os.environ.get("ATTNLAB_PARALLEL_JOBS")
+    if env:
+        return max(1, int(env))
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        launcher = HydraConfig.get().launcher
+    except ValueError:
+        return 1
+    n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
+    if not n_jobs:
+        return 1
+    cores = os.cpu_count() or 1
+    return cores if n_jobs < 0 else min(int(n_jobs), cores)
+
+
 def _set_threads(cfg: DictConfig) -> int:
     """Give each job its share of the cores, so parallel sweep jobs do not oversubscribe them."""
     import torch
 
     threads = cfg.get("torch_threads")
     if not threads:
-        n_jobs = int(os.environ.get("ATTNLAB_PARALLEL_JOBS", "1") or 1)
-        threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+        threads = max(1, (os.cpu_count() or 1) // _parallel_jobs())
     torch.set_num_threads(int(threads))
     return int(threads)
 
@@ -94,6 +111,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float | None], dict[str, Any]]:
     import pytorch_lightning as pl
 
     from attnlab.callbacks.config_in_checkpoint import ConfigInCheckpoint
+    from attnlab.callbacks.interrupt import CheckpointOnInterrupt
     from attnlab.utils.instantiate import instantiate_callbacks, instantiate_component, instantiate_loggers
 
     threads = _set_threads(cfg)
@@ -109,6 +127,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float | None], dict[str, Any]]:
 
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True), run.choices))
+    callbacks.append(CheckpointOnInterrupt(output_dir / "checkpoints"))
     loggers = instantiate_loggers(
         cfg.get("logger"), name=run.name, tags=run.tags, id=_new_wandb_id(output_dir)
     )
@@ -185,8 +204,10 @@ def run_job(cfg: DictConfig) -> float | None:
     try:
         metrics, objects = train(cfg)
         run, extra = objects["run"], objects["record"]
-    except KeyboardInterrupt:
-        _finish("interrupted", cfg, run, metrics, "KeyboardInterrupt", started, extra)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        # Lightning turns Ctrl-C into SystemExit(1) and SIGTERM into SIGTERMException (a SystemExit),
+        # after CheckpointOnInterrupt saved last.ckpt: mark the W&B run preempted and record it.
+        _finish("interrupted", cfg, run, metrics, type(exc).__name__, started, extra)
         raise
     except Exception as exc:  # noqa: BLE001 - recorded, then reported or re-raised below
         error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
@@ -218,7 +239,7 @@ def _finish(
 
     wandb_info = None
     try:
-        wandb_info = finish_wandb(exit_code=0 if status == "ok" else 1)
+        wandb_info = finish_wandb(exit_code=0 if status == "ok" else 1, preempted=status == "interrupted")
     except Exception as exc:  # noqa: BLE001 - the run's own record matters more than W&B's
         log.warning("Could not finish the W&B run cleanly: %s", exc)
     record = dict(extra)
@@ -237,8 +258,11 @@ def _hydra_entry(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point (``attnlab-train``, ``python train.py``)."""
+    from attnlab.resume import resume_argv
+
     ensure_project_root_env()
     _load_dotenv()
+    sys.argv[1:] = resume_argv(sys.argv[1:])
     _hydra_entry()
 
 

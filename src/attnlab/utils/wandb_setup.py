@@ -49,6 +49,9 @@ def resolve_wandb_mode(requested: str | None) -> str:
 def wandb_logger_kwargs(node: DictConfig, **overrides: Any) -> dict[str, Any]:
     """Keyword arguments that replace config values of the W&B logger node at instantiation."""
     kwargs = {k: v for k, v in overrides.items() if v is not None}
+    if os.environ.get("WANDB_RUN_ID") or os.environ.get("WANDB_SWEEP_ID"):
+        # A W&B Sweep agent chose this run's id; ours would start a second run beside it.
+        kwargs.pop("id", None)
     kwargs["mode"] = resolve_wandb_mode(node.get("mode"))
     Path(node.get("save_dir") or ".").mkdir(parents=True, exist_ok=True)
     if kwargs.get("id"):
@@ -57,8 +60,11 @@ def wandb_logger_kwargs(node: DictConfig, **overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
-def finish_wandb(exit_code: int = 0, quiet: bool = True) -> dict[str, str] | None:
-    """Finish the active wandb run, if any; return its id, mode and directory for the run's records."""
+def finish_wandb(exit_code: int = 0, quiet: bool = True, preempted: bool = False) -> dict[str, str] | None:
+    """Finish the active wandb run, if any; return its id, mode and directory for the run's records.
+
+    ``preempted`` marks an interrupted run as preempted (resumable) rather than crashed.
+    """
     import sys
 
     wandb = sys.modules.get("wandb")
@@ -68,6 +74,9 @@ def finish_wandb(exit_code: int = 0, quiet: bool = True) -> dict[str, str] | Non
     info = {"id": run.id, "dir": str(Path(run.dir).parent), "mode": "offline" if run.offline else "online"}
     if not run.offline:
         info["url"] = run.url or ""
+    if preempted:
+        run.mark_preempting()
+        exit_code = 0
     wandb.finish(exit_code=exit_code, quiet=quiet)
     if info["mode"] == "offline":
         log.info("W&B run saved offline in %s; upload it later with: wandb sync %s", info["dir"], info["dir"])
