@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from attnlab.compat import check_task_compatibility
 from attnlab.errors import ConfigError
@@ -32,9 +32,10 @@ def _compose(overrides: list[str], config_name: str = "train"):
 
 def _resolve(cfg) -> dict:
     """Resolve everything except Hydra's runtime-only interpolations (output dir)."""
-    cfg.paths.output_dir = "/tmp/attnlab-test-out"
-    cfg.paths.work_dir = "/tmp"
-    del cfg["hydra"]
+    with open_dict(cfg):
+        cfg.paths.output_dir = "/tmp/attnlab-test-out"
+        cfg.paths.work_dir = "/tmp"
+        del cfg["hydra"]
     return OmegaConf.to_container(cfg, resolve=True)
 
 

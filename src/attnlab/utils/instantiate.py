@@ -18,7 +18,9 @@ def instantiate_component(node: DictConfig, **kwargs: Any) -> Any:
     """Instantiate a ``data`` or ``model`` node, dropping :data:`META_KEYS` (e.g. ``task``)."""
     if "_target_" not in node:
         raise ValueError(f"config node has no _target_: {OmegaConf.to_yaml(node)}")
-    clean = OmegaConf.masked_copy(node, [k for k in node.keys() if k not in META_KEYS])
+    # Resolve against the whole config first: a detached copy could not see ${paths...} any more.
+    plain = OmegaConf.to_container(node, resolve=True)
+    clean = OmegaConf.create({k: v for k, v in plain.items() if k not in META_KEYS})
     return instantiate(clean, **kwargs)
 
 

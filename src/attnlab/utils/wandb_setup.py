@@ -60,7 +60,7 @@ def wandb_logger_kwargs(node: DictConfig, **overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
-def finish_wandb(exit_code: int = 0, quiet: bool = True, preempted: bool = False) -> dict[str, str] | None:
+def finish_wandb(exit_code: int = 0, preempted: bool = False) -> dict[str, str] | None:
     """Finish the active wandb run, if any; return its id, mode and directory for the run's records.
 
     ``preempted`` marks an interrupted run as preempted (resumable) rather than crashed.
@@ -77,7 +77,7 @@ def finish_wandb(exit_code: int = 0, quiet: bool = True, preempted: bool = False
     if preempted:
         run.mark_preempting()
         exit_code = 0
-    wandb.finish(exit_code=exit_code, quiet=quiet)
+    wandb.finish(exit_code=exit_code)
     if info["mode"] == "offline":
         log.info("W&B run saved offline in %s; upload it later with: wandb sync %s", info["dir"], info["dir"])
     return info

@@ -1,0 +1,54 @@
+"""Helpers for tests that compose the real config tree and run real training."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+# Tiny but real data: a few hundred generated sentence pairs / shapes images.
+TINY_TRANSLATION = [
+    "data.n_train=240", "data.n_val=24", "data.n_test=24", "data.batch_size=16", "data.eval_batch_size=24",
+    "data.max_len=20",
+]
+TINY_DETECTION = [
+    "experiment=detection", "data.synthetic.n_train=12", "data.synthetic.n_val=4", "data.synthetic.n_test=4",
+    "data.batch_size=4", "data.num_workers=0",
+]
+
+
+def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
+    """Compose ``train.yaml`` as ``train.py`` would, with outputs under ``tmp_path``, and set HydraConfig."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}", *overrides],
+            return_hydra_config=True,
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run_script(args: list[str], cwd: Path = REPO, timeout: int = 600, env: dict[str, Any] | None = None):
+    """Run ``python <args>`` in a subprocess with W&B offline; return the CompletedProcess."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )

@@ -1,0 +1,82 @@
+"""train.py / eval.py as a user runs them: start-up, clear errors, a real run, eval of its checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attnlab.train import train
+
+from .helpers import REPO, TINY_TRANSLATION, compose_train, run_script
+
+_NO_TORCH = """
+import runpy, sys
+sys.argv = ["train.py", *{args!r}]
+try:
+    runpy.run_path("train.py", run_name="__main__")
+except SystemExit as exc:
+    print("EXIT", exc.code)
+print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH")
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"], ["experiment=detection", "--cfg", "job"]])
+def test_help_and_cfg_job_do_not_import_torch(args: list[str]) -> None:
+    proc = run_script(["-c", _NO_TORCH.format(args=args)], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "NO_TORCH" in proc.stdout, proc.stdout[-2000:]
+    if "--help" in args:
+        assert "attention: additive, dot, general, multihead, none" in proc.stdout
+    else:
+        assert "_target_: attnlab" in proc.stdout
+
+
+def test_model_data_mismatch_fails_before_torch_with_the_fix() -> None:
+    proc = run_script(["-c", _NO_TORCH.format(args=["model=cnn_attn", "data=translation"])], timeout=120)
+    out = proc.stdout + proc.stderr
+    assert "EXIT 1" in out and "NO_TORCH" in out, out[-2000:]
+    assert "model=cnn_attn" in out and "data=translation" in out and "data=coco" in out
+
+
+@pytest.mark.parametrize("kind", ["additive", "dot", "general", "multihead", "none"])
+def test_fast_dev_run_translation_every_attention(kind: str, tmp_path: Path) -> None:
+    cfg = compose_train(["debug=fdr", f"attention={kind}", "logger=csv", "extras.print_config=false",
+                         *TINY_TRANSLATION], tmp_path)
+    metrics, objects = train(cfg)
+    assert objects["trainer"].state.finished
+    assert metrics["train/loss"] is not None and metrics["train/loss"] > 0
+    assert metrics.get("test/bleu") is not None and 0.0 <= metrics["test/bleu"] <= 100.0
+
+
+def test_train_script_then_eval_from_its_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_script([
+        "train.py", "debug=limit", *TINY_TRANSLATION, f"paths.log_dir={tmp_path / 'logs'}",
+        f"hydra.run.dir={run_dir}", "tags=[cli_test]",
+    ])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "ok" and record["task"] == "translation"
+    assert record["choices"]["attention"] == "additive" and record["choices"]["data"] == "translation"
+    assert record["metrics"]["test/bleu"] is not None
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "config_tree.log").is_file()
+    # The W&B run was kept offline, finished, and named after the run.
+    offline = list((tmp_path / "logs" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and record["wandb"]["mode"] == "offline"
+    assert record["wandb"]["id"] in offline[0].name
+
+    eval_dir = tmp_path / "eval"
+    proc = run_script(["eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+                       f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={eval_dir}"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    evaluated = json.loads((eval_dir / "metrics.json").read_text())
+    assert evaluated["split"] == "test" and evaluated["metrics"]["test/bleu"] is not None
+
+
+def test_eval_names_a_missing_checkpoint(tmp_path: Path) -> None:
+    proc = run_script(["eval.py", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}"])
+    assert proc.returncode == 1
+    assert "nope.ckpt does not exist" in proc.stdout + proc.stderr
