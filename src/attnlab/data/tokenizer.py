@@ -1,0 +1,268 @@
+"""Word-level and BPE tokenizers (HF ``tokenizers``), trained on a training split and cached on disk.
+
+Both kinds share one pre-tokenizer and decoder so that decoding gives the text back exactly (for
+whitespace-normalised text, i.e. single spaces, no leading/trailing space):
+
+* ``Metaspace`` marks each word start with ``▁`` (no split), then a ``Split`` cuts every
+  punctuation mark off as its own piece, keeping the ``▁`` of a preceding space:
+  ``"Hello, world!"`` -> ``▁Hello`` ``,`` ``▁world`` ``!`` and ``"the cat ."`` -> ``▁the`` ``▁cat`` ``▁.``
+* the ``Metaspace`` decoder turns ``▁`` back into spaces, so ``"Hello, world!"`` comes back as is
+  (a plain whitespace split would give ``"Hello , world !"``).
+
+Special tokens have fixed ids: ``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3.
+
+A trained tokenizer is stored as ``<cache_dir>/tokenizers/<kind>-<hash>.json`` where the hash
+covers the training text and every setting, so a second build with the same data is a file read,
+and any change to the data or settings trains a new one. Writes are atomic (temp file + rename),
+so DDP ranks building the same tokenizer at once do not read a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+log = logging.getLogger(__name__)
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, BOS, EOS)
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+TokenizerKind = Literal["word", "bpe"]
+TOKENIZER_KINDS: tuple[str, ...] = ("word", "bpe")
+
+_META = "\u2581"  # "▁", SentencePiece's word-start marker
+# A punctuation mark (with the ▁ of a preceding space), or a run of anything else up to the next
+# word start or punctuation mark. \p{P} is Unicode punctuation, so « » ¿ … are split off too.
+_PIECE_PATTERN = r"▁?\p{P}|▁?[^▁\p{P}]+"
+# Bump when the tokenizer pipeline changes, so old cache entries are not reused.
+_CACHE_FORMAT = 1
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=_META, prepend_scheme="always", split=False),
+            pre_tokenizers.Split(Regex(_PIECE_PATTERN), behavior="isolated"),
+        ]
+    )
+
+
+def _new_tokenizer(kind: str, vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
+    if kind == "word":
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        trainer: trainers.Trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+        )
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=UNK))
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+        )
+    else:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZER_KINDS}")
+    tok.pre_tokenizer = _pre_tokenizer()
+    tok.decoder = decoders.Metaspace(replacement=_META, prepend_scheme="always", split=False)
+    return tok, trainer
+
+
+def content_hash(texts: Iterable[str], settings: dict[str, Any]) -> str:
+    """SHA-256 over the settings (as sorted JSON) and every text, each terminated by a newline."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    h.update(b"\0")
+    for text in texts:
+        h.update(text.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class TextTokenizer:
+    """A trained HF tokenizer with this project's conventions (fixed special ids, exact decoding).
+
+    ``encode`` never adds special tokens: the collate function adds ``<bos>``/``<eos>`` where the
+    model needs them.
+    """
+
+    PAD_ID = PAD_ID
+    UNK_ID = UNK_ID
+    BOS_ID = BOS_ID
+    EOS_ID = EOS_ID
+
+    def __init__(self, tokenizer: Tokenizer, kind: str | None = None) -> None:
+        for token, expected in zip(SPECIAL_TOKENS, (PAD_ID, UNK_ID, BOS_ID, EOS_ID), strict=True):
+            got = tokenizer.token_to_id(token)
+            if got != expected:
+                raise ValueError(f"tokenizer has {token} at id {got}, expected {expected}")
+        self._tok = tokenizer
+        self.kind = kind or json.loads(tokenizer.to_str()).get("model", {}).get("type", "?").lower()
+        self.cache_path: Path | None = None
+        self.from_cache = False
+        self._vocab_cache: dict[str, int] | None = None
+
+    # -- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        texts: Sequence[str],
+        kind: str = "word",
+        vocab_size: int = 8000,
+        min_frequency: int = 1,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> TextTokenizer:
+        """Train on ``texts`` (the training split only), or load the cached result of the same call.
+
+        ``vocab_size`` caps the vocabulary (specials included); for ``word`` it is only a cap,
+        for ``bpe`` it is the merge target. ``min_frequency``: rarer words (``word``) or pairs
+        (``bpe``) are left out. ``cache_dir``: the project cache root (files go to
+        ``<cache_dir>/tokenizers/``); ``None`` disables caching.
+        """
+        if kind not in TOKENIZER_KINDS:
+            raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZER_KINDS}")
+        if vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+        settings = {
+            "format": _CACHE_FORMAT,
+            "kind": kind,
+            "vocab_size": int(vocab_size),
+            "min_frequency": int(min_frequency),
+            "pattern": _PIECE_PATTERN,
+        }
+        path: Path | None = None
+        if cache_dir is not None:
+            digest = content_hash(texts, settings)[:24]
+            path = Path(cache_dir).expanduser() / "tokenizers" / f"{kind}-{digest}.json"
+            if path.is_file():
+                try:
+                    out = cls.from_json(path.read_text(encoding="utf-8"))
+                except Exception as err:  # a damaged cache entry is retrained, never fatal
+                    log.warning("ignoring unreadable tokenizer cache %s (%s); retraining", path, err)
+                else:
+                    out.kind, out.cache_path, out.from_cache = kind, path, True
+                    log.info("loaded %s tokenizer (vocab %d) from cache %s", kind, out.vocab_size, path)
+                    return out
+        tok, trainer = _new_tokenizer(kind, int(vocab_size), int(min_frequency))
+        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        out = cls(tok, kind)
+        if path is not None:
+            _atomic_write(path, out.to_json())
+            out.cache_path = path
+            log.info("trained %s tokenizer (vocab %d), cached at %s", kind, out.vocab_size, path)
+        return out
+
+    @classmethod
+    def from_json(cls, s: str) -> TextTokenizer:
+        """Rebuild from :meth:`to_json` (e.g. from a checkpoint's hyper-parameters)."""
+        return cls(Tokenizer.from_str(s))
+
+    def to_json(self) -> str:
+        """The whole tokenizer (vocab, merges, pre-tokenizer, decoder) as a JSON string."""
+        return self._tok.to_str()
+
+    # -- use --------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, specials included (the embedding size a model needs)."""
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, without any special token. Unknown pieces map to ``UNK_ID``."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """:meth:`encode` for many texts at once (parallel in the Rust core)."""
+        texts = list(texts)
+        out: list[list[int] | None] = [None] * len(texts)
+        if self.kind == "word":
+            # Fast path (about 10x): a whitespace word whose "▁word" is in the vocabulary is exactly
+            # one piece for the pre-tokenizer too (a vocabulary piece never holds punctuation next
+            # to other characters), so a dict look-up gives the same ids. Texts with any other
+            # word go through the tokenizer.
+            vocab = self._vocab()
+            for k, text in enumerate(texts):
+                words = text.split(" ")
+                if "" in words:  # leading/trailing/double spaces: leave those to the tokenizer
+                    continue
+                ids = [vocab.get(_META + w) for w in words]
+                last = words[-1]
+                if ids[-1] is None and len(last) > 1 and unicodedata.category(last[-1]).startswith("P"):
+                    # "word." at the end of a sentence: pieces "▁word" and "."
+                    ids[-1:] = [vocab.get(_META + last[:-1]), vocab.get(last[-1])]
+                if None not in ids:
+                    out[k] = ids  # type: ignore[assignment]
+        rest = [k for k, ids in enumerate(out) if ids is None]
+        if rest:
+            # encode_batch_fast skips the character offsets we never use.
+            encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+            for k, enc in zip(rest, encode([texts[k] for k in rest], add_special_tokens=False), strict=True):
+                out[k] = enc.ids
+        return out  # type: ignore[return-value]
+
+    def _vocab(self) -> dict[str, int]:
+        if self._vocab_cache is None:
+            self._vocab_cache = self._tok.get_vocab(with_added_tokens=False)
+        return self._vocab_cache
+
+    def decode(self, ids: Sequence[int] | Any) -> str:
+        """Text of ``ids`` (a list or a 1-D tensor): stops at the first ``<eos>``, drops the other
+        special tokens (``<pad>``, ``<bos>``, ``<unk>``) and joins pieces back into words."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        kept: list[int] = []
+        for i in ids:
+            i = int(i)
+            if i == EOS_ID:
+                break
+            if i >= len(SPECIAL_TOKENS):
+                kept.append(i)
+        return self._tok.decode(kept, skip_special_tokens=True)
+
+    def decode_batch(self, batch: Iterable[Sequence[int]] | Any) -> list[str]:
+        """:meth:`decode` for each row of a list of id lists or a 2-D tensor ``(B, T)``."""
+        if hasattr(batch, "tolist"):
+            batch = batch.tolist()
+        return [self.decode(row) for row in batch]
+
+    def tokens(self, text: str) -> list[str]:
+        """The pieces of ``text`` as strings (for attention heat-map axis labels)."""
+        return self._tok.encode(text, add_special_tokens=False).tokens
+
+    def id_to_token(self, i: int) -> str:
+        """The piece for one id (``<unk>`` for ids outside the vocabulary)."""
+        return self._tok.id_to_token(int(i)) or UNK
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled as JSON, so the object survives ddp_spawn / DataLoader workers on any platform.
+        return {"json": self.to_json(), "kind": self.kind, "cache_path": self.cache_path, "from_cache": self.from_cache}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._tok = Tokenizer.from_str(state["json"])
+        self._vocab_cache = None
+        self.kind = state["kind"]
+        self.cache_path = state["cache_path"]
+        self.from_cache = state["from_cache"]
+
+    def __repr__(self) -> str:
+        return f"TextTokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
