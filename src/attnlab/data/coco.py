@@ -1,0 +1,415 @@
+"""COCO-layout detection data: the dataset, the LightningDataModule, and result conversion.
+
+Layout is config: per split an images folder and an annotation file, both relative to ``root``
+(``conf/data/coco.yaml`` documents the overrides for COCO 2017 and per-split-folder exports).
+Cleaning rules (id remapping, label space, crowd/degenerate boxes) are in
+:mod:`attnlab.data.coco_index`; transforms in :mod:`attnlab.data.detection_transforms`.
+
+Batch format (torchvision detection style), from every dataloader::
+
+    images:  list of B FloatTensor (3, H_i, W_i), values in [0, 1], after resize (and train flip)
+    targets: list of B dicts:
+        "boxes":     FloatTensor (N_i, 4) xyxy in the transformed image's pixels
+                     (crowd and degenerate boxes removed; N_i may be 0 for val/test images)
+        "labels":    LongTensor (N_i,) contiguous labels 1..C (0 is background)
+        "image_id":  int, the REMAPPED image id used by ``gt_coco(split)``
+        "orig_size": (H0, W0) ints, the original image size
+        "size":      (H, W) ints, the transformed image size
+        "scale":     (sy, sx) floats = (H / H0, W / W0): original = transformed / scale
+        "hflip":     bool, whether the sample was flipped (only ever True for train)
+
+``boxes_to_original(boxes, target)`` maps boxes back to original pixels and
+``CocoDataModule.to_coco_results(predictions, targets)`` turns detector outputs into COCO
+results (xywh, original pixels, dataset category ids, remapped image ids) for COCOeval against
+``CocoDataModule.gt_coco(split)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+
+from attnlab.data.coco_index import (
+    CocoSplit,
+    ImageRecord,
+    LabelSpace,
+    build_label_space,
+    build_split,
+    load_annotation_file,
+)
+from attnlab.data.detection_transforms import boxes_to_original, build_detection_transforms, collate_detection
+from attnlab.data.errors import DataError
+from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco, read_meta
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "val", "test")
+_SPLIT_KEYS = ("images", "annotations")
+
+
+def load_rgb(path: str, expected_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode an image as RGB; raise :class:`DataError` naming ``path`` if it cannot be read.
+
+    ``expected_size`` = (width, height) from the annotation file: a mismatch means the boxes do
+    not fit this file (e.g. an image re-saved with another size), which is an error, not a guess.
+    """
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")  # forces the full decode here, inside the try
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"image {path} cannot be read: {e}") from e
+    if expected_size is not None and rgb.size != tuple(expected_size):
+        raise DataError(
+            f"image {path} is {rgb.size[0]}x{rgb.size[1]} pixels but its annotation file says "
+            f"{expected_size[0]}x{expected_size[1]}; its boxes would not fit"
+        )
+    return rgb
+
+
+class CocoDetectionDataset(Dataset):
+    """Images of one cleaned split with their targets, transformed (see module docstring).
+
+    Items are ``(image FloatTensor (3, H, W) in [0, 1], target dict)``.
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], transforms: Any) -> None:
+        self.records = list(records)
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+        rec = self.records[index]
+        image = load_rgb(rec.path, (rec.width, rec.height))
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.from_numpy(rec.boxes), format="XYXY", canvas_size=(rec.height, rec.width)
+            ),
+            "labels": torch.from_numpy(rec.labels),
+        }
+        image, target = self.transforms(image, target)
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+        out = {
+            # Plain tensors: tv_tensor subclasses would carry metadata into the model for nothing.
+            "boxes": target["boxes"].as_subclass(Tensor).to(torch.float32).reshape(-1, 4),
+            "labels": target["labels"].as_subclass(Tensor).to(torch.int64),
+            "image_id": rec.image_id,
+            "orig_size": (rec.height, rec.width),
+            "size": (height, width),
+            "scale": (height / rec.height, width / rec.width),
+            "hflip": bool(target.get("hflip", False)),
+        }
+        return image.as_subclass(Tensor), out
+
+
+def predictions_to_coco_results(
+    predictions: Sequence[Mapping[str, Tensor]],
+    targets: Sequence[Mapping[str, Any]],
+    category_ids: Sequence[Any],
+) -> list[dict[str, Any]]:
+    """Detector outputs -> COCO result dicts for COCOeval against the cleaned ground truth.
+
+    predictions[i]: {"boxes": (N, 4) xyxy in the transformed image's pixels, "scores": (N,),
+    "labels": (N,) 1..C} for the image of targets[i]. category_ids[l - 1] is label l's dataset
+    category id. Returns [{"image_id": remapped id, "category_id": dataset id,
+    "bbox": [x, y, w, h] in original pixels, "score": float}, ...].
+    """
+    results: list[dict[str, Any]] = []
+    for pred, target in zip(predictions, targets, strict=True):
+        boxes = boxes_to_original(pred["boxes"].detach(), target).cpu()
+        scores = pred["scores"].detach().cpu().tolist()
+        labels = pred["labels"].detach().cpu().tolist()
+        for (x0, y0, x1, y1), score, label in zip(boxes.tolist(), scores, labels):
+            if not 1 <= label <= len(category_ids):
+                continue  # background or out of range: nothing to report
+            results.append(
+                {
+                    "image_id": int(target["image_id"]),
+                    "category_id": category_ids[label - 1],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": float(score),
+                }
+            )
+    return results
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists (Hydra passes DictConfig unless _convert_)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf ships with hydra
+        return value
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _normalise_splits(splits: Mapping[str, Any]) -> dict[str, dict[str, str] | None]:
+    splits = _plain(splits)
+    if not isinstance(splits, Mapping):
+        raise DataError(f"data.splits must be a mapping of train/val/test, got {splits!r}")
+    unknown = sorted(set(splits) - set(SPLIT_NAMES))
+    if unknown:
+        raise DataError(f"data.splits has unknown split(s) {unknown}; allowed: {list(SPLIT_NAMES)}")
+    out: dict[str, dict[str, str] | None] = {}
+    for name in SPLIT_NAMES:
+        spec = splits.get(name)
+        if spec is None:
+            if name != "test":
+                raise DataError(f"data.splits.{name} must be set (images: <folder>, annotations: <file>), relative to data.root")
+            out[name] = None
+            continue
+        if not isinstance(spec, Mapping):
+            raise DataError(f"data.splits.{name} must be a mapping with keys {list(_SPLIT_KEYS)}, got {spec!r}")
+        bad = sorted(set(spec) - set(_SPLIT_KEYS))
+        missing = [k for k in _SPLIT_KEYS if spec.get(k) is None]
+        if bad or missing:
+            raise DataError(
+                f"data.splits.{name} needs exactly the keys {list(_SPLIT_KEYS)}"
+                + (f"; unknown: {bad}" if bad else "")
+                + (f"; missing: {missing}" if missing else "")
+            )
+        out[name] = {k: str(spec[k]) for k in _SPLIT_KEYS}
+    return out
+
+
+class CocoDataModule(pl.LightningDataModule):
+    """COCO-layout detection data with a generated shapes set as the default.
+
+    Args:
+        root: folder holding the data set; ``splits`` paths are relative to it.
+        splits: ``{train|val|test: {images: folder, annotations: json file}}``; ``test: null``
+            means "test on val" (logged).
+        default_root: the only root for which the shapes set is generated when missing or empty
+            (and regenerated when ``synthetic`` changed). Any other missing root is an error.
+            None disables generation.
+        synthetic: :class:`~attnlab.data.synthetic_shapes.ShapesConfig` settings.
+        image_size: target size of the longer side (``resize="longest"``) or of both sides
+            (``resize="square"``); None keeps the original size.
+        batch_size / eval_batch_size: train / val+test batch sizes (eval defaults to train's).
+        num_workers: DataLoader workers; ``persistent_workers`` keeps them across epochs.
+        pin_memory: None = pin when CUDA is available.
+        hflip_prob: probability of a horizontal flip for training samples.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        splits: Mapping[str, Any],
+        default_root: str | None = None,
+        synthetic: Mapping[str, Any] | None = None,
+        image_size: int | None = 128,
+        resize: str = "longest",
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        persistent_workers: bool = True,
+        pin_memory: bool | None = None,
+        hflip_prob: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.root = Path(os.path.expanduser(str(root))).absolute()
+        self.default_root = Path(os.path.expanduser(str(default_root))).absolute() if default_root else None
+        self.splits = _normalise_splits(splits)
+        self.synthetic = ShapesConfig.from_dict(_plain(synthetic) or {})
+        self.image_size = image_size
+        self.resize = resize
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.persistent_workers = bool(persistent_workers)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.hflip_prob = float(hflip_prob)
+        # Built now so that a bad resize/hflip setting fails at instantiation, not mid-run.
+        self._train_tf = build_detection_transforms(True, image_size, resize, self.hflip_prob)
+        self._eval_tf = build_detection_transforms(False, image_size, resize, self.hflip_prob)
+        self._labels: LabelSpace | None = None
+        self._train_data: dict[str, Any] | None = None
+        self._loaded: dict[str, CocoSplit] = {}
+        self.datasets: dict[str, CocoDetectionDataset] = {}
+        if self.splits["test"] is None:
+            log.info("data.splits.test is null: the test split is the val split (%s)", self.splits["val"]["annotations"])
+
+    # ------------------------------------------------------------------ data on disk
+
+    def is_default_root(self) -> bool:
+        """Whether ``root`` is the default root, the only one for which data is generated."""
+        return self.default_root is not None and self.root.resolve() == self.default_root.resolve()
+
+    def _missing_root_error(self) -> DataError:
+        default = f" ({self.default_root})" if self.default_root else ""
+        return DataError(
+            f"data.root {self.root} does not exist. Set data.root to the folder holding your COCO-layout data "
+            f"(data.splits.<split>.images and .annotations are relative to it). The generated shapes set is "
+            f"only created for the default root{default}, never for a path you chose."
+        )
+
+    def prepare_data(self) -> None:
+        """Generate the shapes set at the default root when it is missing, empty or stale.
+
+        A root other than the default that does not exist raises :class:`DataError`: a user's
+        path is never silently replaced by generated data.
+        """
+        root = self.root
+        if not self.is_default_root():
+            if not root.is_dir():
+                raise self._missing_root_error()
+            return
+        empty = not root.exists() or (root.is_dir() and not any(root.iterdir()))
+        meta = read_meta(root) if not empty else None
+        wanted = self.synthetic.as_meta()
+        if empty:
+            log.info("generating shapes dataset at %s ...", root)
+            summary = generate_shapes_coco(root, self.synthetic)
+        elif meta is not None and meta != wanted:
+            log.info("generating shapes dataset at %s (its settings changed since it was generated) ...", root)
+            summary = generate_shapes_coco(root, self.synthetic, overwrite=True)
+        else:
+            return  # generated with these settings, or the user's own data placed at the default root
+        log.info("shapes dataset at %s: %s in %.1f s", root, summary["counts"], summary["seconds"])
+
+    def _paths(self, split: str) -> tuple[Path, Path]:
+        spec = self.splits[split]
+        assert spec is not None
+        return self.root / spec["images"], self.root / spec["annotations"]
+
+    def resolve_split(self, split: str) -> str:
+        """The split whose files serve ``split`` ("test" is "val" when ``data.splits.test`` is null)."""
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
+        return "val" if split == "test" and self.splits["test"] is None else split
+
+    def label_space(self) -> LabelSpace:
+        """The label space, from the train annotation file (loaded on first use)."""
+        if self._labels is None:
+            if not self.root.is_dir():
+                raise self._missing_root_error()
+            _, ann = self._paths("train")
+            self._train_data = load_annotation_file(ann, "data.splits.train.annotations")
+            self._labels = build_label_space(self._train_data, ann)
+            log.info("label space from %s: %d classes %s", ann, len(self._labels.names), list(self._labels.names))
+        return self._labels
+
+    def split(self, split: str) -> CocoSplit:
+        """The cleaned split (loaded and validated on first use; "test" may resolve to "val")."""
+        name = self.resolve_split(split)
+        if name not in self._loaded:
+            labels = self.label_space()
+            images, ann = self._paths(name)
+            if name == "train" and self._train_data is not None:
+                data = self._train_data
+            else:
+                data = load_annotation_file(ann, f"data.splits.{name}.annotations")
+            self._loaded[name] = build_split(name, data, ann, images, labels, f"data.splits.{name}.images")
+            if name == "train":
+                self._train_data = None  # the cleaned split holds what is needed
+        return self._loaded[name]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the splits a stage needs: fit -> train+val, validate -> val, test/predict -> test."""
+        if not self.root.is_dir():
+            raise self._missing_root_error()
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(
+            stage or "", SPLIT_NAMES
+        )
+        self.label_space()
+        for name in wanted:
+            if name in self.datasets:
+                continue
+            cleaned = self.split(name)
+            if name == "train":
+                records = cleaned.train_records()
+                if not records:
+                    raise DataError(f"{cleaned.annotation_file}: no train image has a usable box")
+                self.datasets[name] = CocoDetectionDataset(records, self._train_tf)
+            else:
+                self.datasets[name] = CocoDetectionDataset(cleaned.records, self._eval_tf)
+
+    # ------------------------------------------------------------------ loaders
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate"}.get(split, "test"))
+        workers = self.num_workers
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            collate_fn=collate_detection,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+    # ------------------------------------------------------------------ for the model and evaluation
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What the detection task needs from the data.
+
+        ``num_classes`` = C + 1 (background included), ``class_names`` (label i+1 -> names[i]),
+        ``category_ids`` (label i+1 -> dataset category id category_ids[i]).
+        """
+        labels = self.label_space()
+        return {
+            "num_classes": labels.num_classes,
+            "class_names": list(labels.names),
+            "category_ids": list(labels.category_ids),
+        }
+
+    def gt_coco(self, split: str) -> Any:
+        """The cleaned ground truth of ``split`` as a ``pycocotools.coco.COCO`` (remapped image and
+        annotation ids from 1, dataset category ids, crowd kept with ``iscrowd=1``)."""
+        return self.split(split).gt_coco()
+
+    def gt_dict(self, split: str) -> dict[str, Any]:
+        """The same ground truth as a COCO-format dict (e.g. for faster-coco-eval)."""
+        return self.split(split).gt
+
+    def to_dataset_image_id(self, split: str) -> dict[int, Any]:
+        """Remapped image id (``target["image_id"]``) -> the image id in the split's annotation file."""
+        return dict(self.split(split).to_dataset_image_id)
+
+    def to_dataset_category_id(self) -> dict[int, Any]:
+        """Contiguous label (1..C) -> dataset category id."""
+        return self.label_space().to_dataset_category_id
+
+    def to_coco_results(
+        self, predictions: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Detector outputs for a batch -> COCO results; see :func:`predictions_to_coco_results`."""
+        return predictions_to_coco_results(predictions, targets, self.label_space().category_ids)
+
+    def fixed_val_samples(self, n: int = 4) -> tuple[list[Tensor], list[dict[str, Any]]]:
+        """The first ``n`` val images (in id order, those with boxes first), eval-transformed, as a batch.
+
+        The same images every call and every run, so media logged across epochs and runs compare.
+        """
+        val = self.split("val")
+        with_boxes = [r for r in val.records if len(r.boxes)]
+        without = [r for r in val.records if not len(r.boxes)]
+        chosen = (with_boxes + without)[: max(int(n), 0)]
+        dataset = CocoDetectionDataset(chosen, self._eval_tf)
+        return collate_detection([dataset[i] for i in range(len(dataset))])
