@@ -19,7 +19,7 @@ CONF = REPO / "conf"
 # Tiny but real data: a few hundred generated sentence pairs / shapes images.
 TINY_TRANSLATION = [
     "data.n_train=240", "data.n_val=24", "data.n_test=24", "data.batch_size=16", "data.eval_batch_size=24",
-    "data.max_len=20",
+    "data.max_len=20", "model.beam_size=2", "model.max_len_a=1.0", "model.max_len_b=4",
 ]
 TINY_DETECTION = [
     "experiment=detection", "data.synthetic.n_train=12", "data.synthetic.n_val=4", "data.synthetic.n_test=4",

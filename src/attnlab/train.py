@@ -112,6 +112,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float | None], dict[str, Any]]:
 
     from attnlab.callbacks.config_in_checkpoint import ConfigInCheckpoint
     from attnlab.callbacks.interrupt import CheckpointOnInterrupt
+    from attnlab.callbacks.exact_resume import ExactResume
+    from attnlab.callbacks.stop_after import StopAfterEpochs
     from attnlab.utils.instantiate import instantiate_callbacks, instantiate_component, instantiate_loggers
 
     threads = _set_threads(cfg)
@@ -128,6 +130,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float | None], dict[str, Any]]:
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True), run.choices))
     callbacks.append(CheckpointOnInterrupt(output_dir / "checkpoints"))
+    callbacks.append(ExactResume())
+    if cfg.get("stop_after_epochs"):
+        callbacks.append(StopAfterEpochs(cfg.stop_after_epochs))
     loggers = instantiate_loggers(
         cfg.get("logger"), name=run.name, tags=run.tags, id=_new_wandb_id(output_dir)
     )
@@ -141,7 +146,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float | None], dict[str, Any]]:
     started = time.perf_counter()
     if cfg.get("train"):
         log.info("Training (%d torch threads)", threads)
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        # Our own checkpoints hold the optimizer/scheduler partials in their hparams, which the
+        # weights-only unpickler refuses; they are trusted files this project wrote.
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
     metrics = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
     train_seconds = time.perf_counter() - started
 
