@@ -1,0 +1,318 @@
+"""COCO-style object detection as a LightningModule: losses, COCO metrics, optimiser, media.
+
+The architecture lives in :mod:`attnlab.models.detector` (a torchvision detector with spatial
+attention); the COCO evaluation in :mod:`attnlab.evaluation.coco_eval`. This module only trains
+and scores.
+
+Logged metrics:
+    train/loss, train/loss_<part>      detector loss and its parts (step and epoch)
+    val/loss, val/loss_<part>          same on validation (one-stage detectors: FCOS, RetinaNet)
+    val/map, val/map_50, val/map_75, val/map_{small,medium,large},
+    val/mar_1, val/mar_10, val/mar_100, val/mar_{small,medium,large}
+                                       COCOeval (bbox) on every image of the split, against the
+                                       datamodule's cleaned ground truth (``gt_coco(split)``)
+    test/...                           the same on the test split
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from attnlab.evaluation.coco_eval import EVAL_BACKENDS, STAT_NAMES, CocoDetectionMetric
+from attnlab.models.detector import build_detector
+
+__all__ = ["DetectionTask"]
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[list[Tensor], list[dict[str, Any]]]
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists (Hydra passes nested config nodes as DictConfig)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return obj
+    if isinstance(obj, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+_PRIMITIVES = (str, int, float, bool, type(None))
+
+
+def _partial_to_config(obj: Any) -> Any:
+    """A ``functools.partial`` of an importable callable with plain keywords -> ``{"_target_": ..., **kwargs}``.
+
+    Why: hyper-parameters are pickled into the checkpoint, and ``torch.load``'s default
+    ``weights_only=True`` refuses a pickled ``functools.partial``; a plain dict loads anywhere,
+    so ``DetectionTask.load_from_checkpoint(path)`` needs no extra argument. Anything else is
+    returned unchanged (it still works, with ``weights_only=False``).
+    """
+    if not isinstance(obj, functools.partial) or obj.args:
+        return obj
+    kwargs = {k: _plain(v) for k, v in obj.keywords.items()}  # hydra may leave ListConfig values
+
+    def plain(value: Any) -> bool:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return all(isinstance(x, _PRIMITIVES) for x in items)
+
+    target = f"{obj.func.__module__}.{obj.func.__qualname__}"
+    try:
+        importable = _locate(target) is obj.func
+    except (ImportError, AttributeError):
+        importable = False
+    if not importable or not all(plain(v) for v in kwargs.values()):
+        return obj
+    return {"_target_": target, **{k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
+
+
+def _locate(path: str) -> Any:
+    """The object at a dotted path (``torch.optim.adamw.AdamW``)."""
+    module_path, _, name = path.rpartition(".")
+    parts = name.split(".")
+    while True:
+        try:
+            obj: Any = importlib.import_module(module_path)
+            break
+        except ImportError:
+            module_path, _, head = module_path.rpartition(".")
+            if not module_path:
+                raise
+            parts.insert(0, head)
+    for part in parts:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _config_to_partial(obj: Any) -> Callable[..., Any] | None:
+    """Inverse of :func:`_partial_to_config` (also accepts a hydra-style dict with ``_partial_``)."""
+    if isinstance(obj, Mapping) and "_target_" in obj:
+        kwargs = {k: v for k, v in obj.items() if k not in ("_target_", "_partial_")}
+        return functools.partial(_locate(str(obj["_target_"])), **kwargs)
+    return obj
+
+
+def _model_targets(targets: Sequence[Mapping[str, Any]]) -> list[dict[str, Tensor]]:
+    """Only what torchvision detectors read (boxes (N, 4) xyxy, labels (N,) int64)."""
+    return [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+
+
+def _loss_name(part: str) -> str:
+    # torchvision names parts "classification" (FCOS/RetinaNet) or "loss_classifier" (Faster R-CNN).
+    return "loss_" + part.removeprefix("loss_")
+
+
+class DetectionTask(pl.LightningModule):
+    """Train and evaluate :func:`~attnlab.models.detector.build_detector` on a COCO datamodule.
+
+    Args:
+        num_classes: ``C + 1`` (background included), from ``datamodule.model_kwargs()``.
+        class_names: the ``C`` class names (label ``l`` is ``class_names[l - 1]``).
+        category_ids: dataset category id of labels ``1..C`` (``category_ids[l - 1]``).
+        attention: the ``attention`` config group as a dict (``kind`` + options); kind ``none`` is
+            the plain torchvision detector.
+        net: keyword arguments of :func:`~attnlab.models.detector.build_detector` (detector,
+            backbone, weights, sizes, anchors, attention_levels ...).
+        optimizer: ``functools.partial`` of a torch optimizer, called with ``params=`` (stored in the
+            hyper-parameters as ``{"_target_": ..., **kwargs}``, see :func:`_partial_to_config`).
+        scheduler: ``functools.partial`` of an LR scheduler (called with ``optimizer=``;
+            ``total_steps`` / ``T_max`` are filled in from the trainer when left out) or None.
+        scheduler_interval: ``step`` or ``epoch``.
+        eval_backend: COCOeval implementation, ``pycocotools`` or ``faster_coco_eval``.
+        n_media_images: validation images drawn with boxes and attention maps (W&B only).
+        media_score_thresh: predicted boxes below this score are not drawn.
+
+    ``self.save_hyperparameters()`` stores all of it, so ``DetectionTask.load_from_checkpoint(path)``
+    rebuilds the model with no other argument.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str],
+        category_ids: Sequence[Any],
+        attention: Mapping[str, Any],
+        net: Mapping[str, Any] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "step",
+        eval_backend: str = "pycocotools",
+        n_media_images: int = 4,
+        media_score_thresh: float = 0.3,
+    ) -> None:
+        super().__init__()
+        # Plain containers before save_hyperparameters() (which reads these locals), so the
+        # checkpoint's hparams do not depend on OmegaConf objects.
+        attention = dict(_plain(attention))
+        net = dict(_plain(net) or {})
+        class_names = [str(n) for n in _plain(class_names)]
+        category_ids = list(_plain(category_ids))
+        if len(class_names) != num_classes - 1 or len(category_ids) != num_classes - 1:
+            raise ValueError(
+                f"num_classes={num_classes} counts the background, so class_names and category_ids need "
+                f"{num_classes - 1} entries; got {len(class_names)} and {len(category_ids)}"
+            )
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        if eval_backend not in EVAL_BACKENDS:
+            raise ValueError(f"eval_backend must be one of {EVAL_BACKENDS}, got {eval_backend!r}")
+        optimizer = _partial_to_config(_plain(optimizer))
+        scheduler = _partial_to_config(_plain(scheduler))
+        self.save_hyperparameters()
+        self.net = build_detector(num_classes, attention, **net)
+        self.val_coco = CocoDetectionMetric(backend=eval_backend, category_ids=category_ids)
+        self.test_coco = CocoDetectionMetric(backend=eval_backend, category_ids=category_ids)
+
+    # ------------------------------------------------------------------ model
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        """Detections for a list of ``(3, H, W)`` images in [0, 1]:
+        ``[{"boxes": (N, 4) xyxy in those images' pixels, "scores": (N,), "labels": (N,) 1..C}]``."""
+        return self.net(images)
+
+    # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self) -> None:
+        # torchvision detectors return losses only in training mode, and Lightning keeps whatever
+        # mode the module had when fit() began (e.g. eval() after loading a checkpoint).
+        self.net.train()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self.net(images, _model_targets(targets))
+        loss = torch.stack(list(losses.values())).sum()
+        size = len(images)
+        # No .item(): logging tensors keeps the step free of host syncs.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{_loss_name(k)}": v.detach() for k, v in losses.items()},
+                      on_step=True, on_epoch=True, batch_size=size)
+        return loss
+
+    def _eval_step(self, split: str, batch: Batch, metric: CocoDetectionMetric) -> None:
+        images, targets = batch
+        if self.net.has_loss_in_eval:
+            losses, detections = self.net.losses_and_detections(images, _model_targets(targets))
+            size = len(images)
+            self.log(f"{split}/loss", torch.stack(list(losses.values())).sum(), on_epoch=True, sync_dist=True,
+                     batch_size=size)
+            self.log_dict({f"{split}/{_loss_name(k)}": v for k, v in losses.items()}, on_epoch=True,
+                          sync_dist=True, batch_size=size)
+        else:
+            detections = self.net(images)
+        self._update_coco(metric, detections, targets)
+
+    @staticmethod
+    def _update_coco(
+        metric: CocoDetectionMetric, detections: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Detections in transformed-image pixels -> original pixels -> the COCO metric."""
+        from attnlab.data.detection_transforms import boxes_to_original
+
+        preds = [
+            {"boxes": boxes_to_original(d["boxes"], t), "scores": d["scores"], "labels": d["labels"]}
+            for d, t in zip(detections, targets)
+        ]
+        metric.update(preds, [int(t["image_id"]) for t in targets])
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step("val", batch, self.val_coco)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step("test", batch, self.test_coco)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            # A couple of sanity batches say nothing about mAP; scoring them would only cost time.
+            self.val_coco.reset()
+            return
+        self._log_coco("val", self.val_coco)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_coco("test", self.test_coco)
+
+    def _limited(self, split: str) -> bool:
+        """Whether the trainer looks at only some batches of ``split`` (fast_dev_run, limit_*_batches)."""
+        limit = self.trainer.limit_val_batches if split == "val" else self.trainer.limit_test_batches
+        return bool(self.trainer.fast_dev_run) or isinstance(limit, int) or float(limit) < 1.0
+
+    def _log_coco(self, split: str, metric: CocoDetectionMetric) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "gt_coco"):
+            log.warning("No datamodule with gt_coco(split): %s COCO metrics are not computed", split)
+            metric.reset()
+            return
+        metric.set_ground_truth(datamodule.gt_coco(split))
+        # The official protocol scores every image of the split; a run limited to some batches on
+        # purpose scores the images it saw (otherwise the unseen images would count as misses).
+        metric.evaluate_all_images = not self._limited(split)
+        values = metric.compute()  # detections already gathered from every rank by torchmetrics
+        metric.reset()
+        # Python floats: COCOeval's float64 values, on any device (MPS has no float64).
+        # sync_dist only silences Lightning's epoch-level warning: the values agree on every rank.
+        self.log(f"{split}/map", float(values["map"]), prog_bar=True, sync_dist=True)
+        self.log(f"{split}/map_50", float(values["map_50"]), prog_bar=True, sync_dist=True)
+        self.log_dict({f"{split}/{k}": float(values[k]) for k in STAT_NAMES if k not in ("map", "map_50")},
+                      sync_dist=True)
+
+    # ------------------------------------------------------------------ prediction
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
+        """Detections per image in ORIGINAL image pixels, with the image id."""
+        from attnlab.data.detection_transforms import boxes_to_original
+
+        images, targets = batch
+        detections = self.net(images)
+        return [
+            {"image_id": t["image_id"], "boxes": boxes_to_original(d["boxes"], t), "scores": d["scores"],
+             "labels": d["labels"]}
+            for d, t in zip(detections, targets)
+        ]
+
+    # ------------------------------------------------------------------ media
+    def log_media(self, wandb_loggers: Sequence[Any]) -> None:
+        """Predicted and ground-truth boxes on the datamodule's fixed validation images, and one
+        query position's attention map over each (called by :class:`attnlab.callbacks.MediaLogger`
+        on rank 0 after validation). Failures are logged as warnings, never raised."""
+        from attnlab.tasks.detection_media import log_detection_media
+
+        log_detection_media(self, wandb_loggers)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        make_optimizer = _config_to_partial(self.hparams.optimizer)
+        make_scheduler = _config_to_partial(self.hparams.scheduler)
+        if make_optimizer is None:
+            raise ValueError("DetectionTask needs an optimizer (a functools.partial, e.g. hydra `_partial_: true`)")
+        # Frozen layers of a pretrained backbone have requires_grad=False: leave them out.
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = make_optimizer(params=params)
+        if make_scheduler is None:
+            return optimizer
+        scheduler = make_scheduler(optimizer=optimizer, **self._schedule_length_kwargs(make_scheduler))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval, "frequency": 1},
+        }
+
+    def _schedule_length_kwargs(self, scheduler: Callable[..., Any]) -> dict[str, int]:
+        """``total_steps`` (OneCycleLR) / ``T_max`` (cosine) from the trainer when the partial lacks them."""
+        func = getattr(scheduler, "func", scheduler)
+        given = set(getattr(scheduler, "keywords", {}) or {})
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            return {}
+        total = self.trainer.estimated_stepping_batches if self.hparams.scheduler_interval == "step" \
+            else self.trainer.max_epochs
+        if total is None or not math.isfinite(float(total)) or total <= 0:
+            return {}
+        return {name: int(total) for name in ("total_steps", "T_max") if name in params and name not in given}

@@ -1,0 +1,297 @@
+"""Neural machine translation as a LightningModule: loss, decoding, metrics, optimiser, media.
+
+The architecture lives in :mod:`attnlab.models.seq2seq`; this module only trains and scores it.
+
+Logged metrics:
+    train/loss                      label-smoothed token cross-entropy (step and epoch)
+    val/loss, val/ppl               smoothed loss; perplexity from the *unsmoothed* token NLL
+    val/bleu, val/chrf              greedy decoding (``val_beam_size``), sacreBLEU 0-100
+    test/bleu, test/chrf            beam search (``beam_size``)
+    {val,test}/bleu_len_<bucket>    BLEU by source length (01-10 ... gt40, and gt20)
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from torchmetrics.aggregation import SumMetric
+
+from attnlab.models.seq2seq import Hypotheses, Seq2Seq
+from attnlab.tasks.translation_metrics import TranslationMetrics
+
+__all__ = ["TranslationTask"]
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists (Hydra passes nested config nodes as DictConfig)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return obj
+    if isinstance(obj, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+class TranslationTask(pl.LightningModule):
+    """Train and evaluate :class:`~attnlab.models.seq2seq.Seq2Seq` on a translation datamodule.
+
+    Args:
+        src_vocab_size, tgt_vocab_size, pad_id, bos_id, eos_id, src_tokenizer_json, tgt_tokenizer_json:
+            from ``datamodule.model_kwargs()``; the tokenizers are stored (as JSON) in the checkpoint
+            so a checkpoint alone can translate.
+        attention: the ``attention`` config group as a dict (``kind`` + options).
+        net: model sizes for :class:`Seq2Seq`: ``emb_dim``, ``hidden_dim``, ``num_layers``, ``dropout``.
+        optimizer: ``functools.partial`` of a torch optimizer, called with ``params=``.
+        scheduler: ``functools.partial`` of an LR scheduler (called with ``optimizer=``; ``total_steps``
+            / ``T_max`` are filled in from the trainer when the partial leaves them out) or None.
+        scheduler_interval: ``step`` or ``epoch``.
+        label_smoothing: for the training (and reported validation) loss.
+        val_beam_size: beam for validation decoding (1 = greedy, the fast default).
+        beam_size: beam for test decoding and :meth:`translate`.
+        length_penalty, length_penalty_kind: see :func:`attnlab.models.beam_search.length_penalty_factor`.
+        max_len_a, max_len_b: decode at most ``a * src_len + b`` tokens.
+        bleu_tokenize: sacreBLEU tokenizer for BLEU.
+        n_media_examples: alignment heat maps per validation epoch (W&B only).
+        n_table_rows: validation sentences in the W&B sample table.
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        pad_id: int,
+        bos_id: int,
+        eos_id: int,
+        src_tokenizer_json: str,
+        tgt_tokenizer_json: str,
+        attention: dict[str, Any],
+        net: dict[str, Any] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "step",
+        label_smoothing: float = 0.1,
+        val_beam_size: int = 1,
+        beam_size: int = 5,
+        length_penalty: float = 0.6,
+        length_penalty_kind: str = "gnmt",
+        max_len_a: float = 1.5,
+        max_len_b: int = 10,
+        bleu_tokenize: str = "13a",
+        n_media_examples: int = 4,
+        n_table_rows: int = 16,
+    ) -> None:
+        super().__init__()
+        # Plain containers before save_hyperparameters() (which reads these locals), so the
+        # checkpoint's hparams do not depend on OmegaConf objects.
+        attention = dict(_plain(attention))
+        net = dict(_plain(net) or {})
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        self.save_hyperparameters()
+        self.model = Seq2Seq(
+            src_vocab_size,
+            tgt_vocab_size,
+            attention=attention,
+            pad_id=pad_id,
+            bos_id=bos_id,
+            eos_id=eos_id,
+            **net,
+        )
+        self.val_metrics = TranslationMetrics(bleu_tokenize)
+        self.test_metrics = TranslationMetrics(bleu_tokenize)
+        # Token-weighted NLL for perplexity: sums (synced across ranks), divided at epoch end.
+        self.val_nll_sum = SumMetric()
+        self.val_tokens = SumMetric()
+        self._src_tokenizer: Any = None
+        self._tgt_tokenizer: Any = None
+        # (source, reference, hypothesis, source words) of the first validation sentences, for the W&B table.
+        self.val_samples: list[tuple[str, str, str, int]] = []
+
+    # ------------------------------------------------------------------ tokenizers
+    @property
+    def src_tokenizer(self) -> Any:
+        """Source :class:`attnlab.data.tokenizer.TextTokenizer`, rebuilt from the stored JSON."""
+        if self._src_tokenizer is None:
+            from attnlab.data.tokenizer import TextTokenizer
+
+            self._src_tokenizer = TextTokenizer.from_json(self.hparams.src_tokenizer_json)
+        return self._src_tokenizer
+
+    @property
+    def tgt_tokenizer(self) -> Any:
+        """Target :class:`attnlab.data.tokenizer.TextTokenizer`, rebuilt from the stored JSON."""
+        if self._tgt_tokenizer is None:
+            from attnlab.data.tokenizer import TextTokenizer
+
+            self._tgt_tokenizer = TextTokenizer.from_json(self.hparams.tgt_tokenizer_json)
+        return self._tgt_tokenizer
+
+    # ------------------------------------------------------------------ model
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, src_mask: Tensor | None = None) -> Tensor:
+        """Teacher-forced logits (B, T, V) for src (B, S), src_lengths (B,), tgt_in (B, T)."""
+        logits, _ = self.model(src, src_lengths, tgt_in, src_mask, need_weights=False)
+        return logits
+
+    def _losses(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """Smoothed mean loss, unsmoothed NLL summed over tokens, and the token count."""
+        logits = self(batch["src"], batch["src_lengths"], batch["tgt_in"], batch.get("src_mask"))
+        flat_logits = logits.flatten(0, 1)
+        target = batch["tgt_out"].flatten()
+        pad = self.hparams.pad_id
+        loss = F.cross_entropy(flat_logits, target, ignore_index=pad, label_smoothing=self.hparams.label_smoothing)
+        if self.hparams.label_smoothing == 0:
+            tokens = (target != pad).sum()
+            return loss, loss.detach() * tokens, tokens
+        with torch.no_grad():
+            nll = F.cross_entropy(flat_logits, target, ignore_index=pad, reduction="sum")
+        return loss, nll, (target != pad).sum()
+
+    def decode(self, batch: Batch, beam_size: int) -> Hypotheses:
+        """Decode a batch greedily (``beam_size == 1``) or with beam search."""
+        src, lengths, mask = batch["src"], batch["src_lengths"], batch.get("src_mask")
+        hp = self.hparams
+        if beam_size <= 1:
+            return self.model.greedy_decode(src, lengths, mask, max_len_a=hp.max_len_a, max_len_b=hp.max_len_b)
+        return self.model.beam_search(
+            src,
+            lengths,
+            mask,
+            beam_size=beam_size,
+            length_penalty=hp.length_penalty,
+            length_penalty_kind=hp.length_penalty_kind,
+            max_len_a=hp.max_len_a,
+            max_len_b=hp.max_len_b,
+        )
+
+    def ids_to_text(self, tokens: Tensor) -> list[str]:
+        """Target ids (B, T) -> detokenised strings, cut at the first ``eos``."""
+        eos, pad, bos = self.hparams.eos_id, self.hparams.pad_id, self.hparams.bos_id
+        texts = []
+        for row in tokens.tolist():
+            if eos in row:
+                row = row[: row.index(eos)]
+            texts.append(self.tgt_tokenizer.decode([i for i in row if i not in (pad, bos)]))
+        return texts
+
+    def encode_sources(self, sentences: Sequence[str]) -> Batch:
+        """Raw source sentences -> the ``src``, ``src_mask``, ``src_lengths`` part of a batch (+ ``eos``)."""
+        ids = [list(self.src_tokenizer.encode(s)) + [self.hparams.eos_id] for s in sentences]
+        width = max(len(x) for x in ids)
+        src = torch.full((len(ids), width), self.hparams.pad_id, dtype=torch.long)
+        for i, x in enumerate(ids):
+            src[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+        mask = torch.arange(width)[None, :] < lengths[:, None]
+        return {"src": src.to(self.device), "src_mask": mask.to(self.device), "src_lengths": lengths.to(self.device)}
+
+    @torch.no_grad()
+    def translate(self, sentences: Sequence[str], beam_size: int | None = None, batch_size: int = 64) -> list[str]:
+        """Translate raw sentences (beam ``beam_size``, default the test beam); returns detokenised text."""
+        was_training = self.training
+        self.eval()
+        beam = self.hparams.beam_size if beam_size is None else int(beam_size)
+        out: list[str] = []
+        try:
+            for start in range(0, len(sentences), batch_size):
+                chunk = list(sentences[start : start + batch_size])
+                out.extend(self.ids_to_text(self.decode(self.encode_sources(chunk), beam).tokens))
+        finally:
+            self.train(was_training)
+        return out
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss, _, _ = self._losses(batch)
+        # No .item(): logging a tensor keeps the step free of host syncs.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch["src"].size(0))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_samples = []
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        loss, nll, tokens = self._losses(batch)
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=batch["src"].size(0))
+        self.val_nll_sum.update(nll)
+        self.val_tokens.update(tokens.float())
+        hyps = self.ids_to_text(self.decode(batch, self.hparams.val_beam_size).tokens)
+        self.val_metrics.update(hyps, batch["tgt_text"], batch["src_num_words"])
+        room = self.hparams.n_table_rows - len(self.val_samples)
+        if room > 0:
+            words = batch["src_num_words"].tolist()
+            self.val_samples.extend(
+                zip(batch["src_text"][:room], batch["tgt_text"][:room], hyps[:room], words[:room])
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        nll, tokens = self.val_nll_sum.compute(), self.val_tokens.compute()
+        self.log("val/ppl", torch.exp(nll / tokens.clamp(min=1.0)), sync_dist=True)
+        self._log_metrics("val", self.val_metrics)
+        self.val_nll_sum.reset()
+        self.val_tokens.reset()
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        loss, _, _ = self._losses(batch)
+        self.log("test/loss", loss, on_epoch=True, sync_dist=True, batch_size=batch["src"].size(0))
+        hyps = self.ids_to_text(self.decode(batch, self.hparams.beam_size).tokens)
+        self.test_metrics.update(hyps, batch["tgt_text"], batch["src_num_words"])
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics)
+
+    def _log_metrics(self, split: str, metrics: TranslationMetrics) -> None:
+        values = metrics.compute()  # already synced across ranks by torchmetrics
+        metrics.reset()
+        # sync_dist only silences Lightning's epoch-level warning: the values agree on every rank.
+        self.log(f"{split}/bleu", values.pop("bleu"), prog_bar=True, sync_dist=True)
+        self.log_dict({f"{split}/{k}": v for k, v in values.items()}, sync_dist=True)
+
+    # ------------------------------------------------------------------ media
+    def log_media(self, wandb_loggers: Sequence[Any]) -> None:
+        """Alignment heat maps of the datamodule's fixed examples and a table of validation samples
+        (called by :class:`attnlab.callbacks.MediaLogger` on rank 0 after validation)."""
+        from attnlab.tasks.translation_media import log_translation_media
+
+        log_translation_media(self, wandb_loggers)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        if self.hparams.optimizer is None:
+            raise ValueError("TranslationTask needs an optimizer (a functools.partial, e.g. hydra `_partial_: true`)")
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = self.hparams.scheduler(optimizer=optimizer, **self._schedule_length_kwargs(self.hparams.scheduler))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval, "frequency": 1},
+        }
+
+    def _schedule_length_kwargs(self, scheduler: Callable[..., Any]) -> dict[str, int]:
+        """``total_steps`` (OneCycleLR) / ``T_max`` (cosine) from the trainer when the partial lacks them."""
+        func = getattr(scheduler, "func", scheduler)
+        given = set(getattr(scheduler, "keywords", {}) or {})
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            return {}
+        if self.hparams.scheduler_interval == "step":
+            total = self.trainer.estimated_stepping_batches
+        else:
+            total = self.trainer.max_epochs
+        if total is None or not math.isfinite(float(total)) or total <= 0:
+            return {}
+        return {name: int(total) for name in ("total_steps", "T_max") if name in params and name not in given}
