@@ -9,7 +9,7 @@ import pytest
 
 from attnlab.train import train
 
-from .helpers import REPO, TINY_TRANSLATION, compose_train, run_script
+from .helpers import TINY_DETECTION, TINY_TRANSLATION, compose_train, run_script
 
 _NO_TORCH = """
 import runpy, sys
@@ -48,6 +48,35 @@ def test_fast_dev_run_translation_every_attention(kind: str, tmp_path: Path) -> 
     assert objects["trainer"].state.finished
     assert metrics["train/loss"] is not None and metrics["train/loss"] > 0
     assert metrics.get("test/bleu") is not None and 0.0 <= metrics["test/bleu"] <= 100.0
+
+
+@pytest.mark.parametrize("kind", ["additive", "dot", "general", "multihead", "none"])
+def test_fast_dev_run_detection_every_attention(kind: str, tmp_path: Path) -> None:
+    cfg = compose_train(["debug=fdr", f"attention={kind}", "logger=csv", "extras.print_config=false",
+                         *TINY_DETECTION], tmp_path)
+    metrics, objects = train(cfg)
+    assert objects["trainer"].state.finished
+    assert metrics["train/loss"] is not None and metrics["train/loss"] > 0
+    assert metrics.get("test/map") is not None and 0.0 <= metrics["test/map"] <= 1.0
+    # The generated shapes set went to the configured data dir, in the COCO layout.
+    assert (tmp_path / "data" / "shapes_coco" / "annotations" / "instances_train.json").is_file()
+
+
+def test_detection_train_script_then_eval(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    common = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}"]
+    proc = run_script(["train.py", "model=cnn_attn", "data=coco", "debug=limit", *TINY_DETECTION[1:], *common,
+                       "extras.print_config=false", f"hydra.run.dir={run_dir}"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "ok" and record["task"] == "detection"
+    assert record["metrics"]["test/map_50"] is not None
+    # The checkpoint train.py tested (the best one), so eval must reproduce its test figures exactly.
+    proc = run_script(["eval.py", f"ckpt_path={record['best_model_path']}", *common,
+                       f"hydra.run.dir={tmp_path / 'eval'}"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["metrics"]["test/map"] == pytest.approx(record["metrics"]["test/map"], abs=1e-6)
 
 
 def test_train_script_then_eval_from_its_checkpoint(tmp_path: Path) -> None:

@@ -1,0 +1,84 @@
+"""Multirun sweeps as users run them: failures recorded, launchers, Optuna resume, 2-process DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .helpers import TINY_DETECTION, TINY_TRANSLATION, run_script
+
+QUIET = ["extras.print_config=false", "callbacks.rich_progress_bar=null"]
+
+
+def _jobs(sweep_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
+
+
+@pytest.mark.slow
+def test_sweep_goes_on_after_a_failing_job_and_summarises(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_script([
+        "train.py", "-m", "debug=limit", *TINY_TRANSLATION, *QUIET, "attention=additive,none",
+        "model.optimizer.lr=0.001,-1", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweep}",
+    ])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = _jobs(sweep)
+    assert len(jobs) == 4
+    failed = [j for j in jobs if j["status"] == "failed"]
+    assert len(failed) == 2 and all("learning rate" in j["error"].lower() for j in failed)
+    ok = [j for j in jobs if j["status"] == "ok"]
+    assert {j["choices"]["attention"] for j in ok} == {"additive", "none"}
+    assert all(j["metrics"]["test/bleu"] is not None for j in ok)
+    # One finished W&B run per job, never one run shared by the jobs.
+    assert len({j["wandb"]["id"] for j in jobs if j.get("wandb")}) == len([j for j in jobs if j.get("wandb")])
+    assert "2 ok, 2 failed" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_submitit_local_two_job_sweep(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_script([
+        "train.py", "-m", "hydra/launcher=submitit_local", "debug=limit", *TINY_TRANSLATION, *QUIET,
+        "attention=dot,general", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweep}",
+    ])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = _jobs(sweep)
+    assert sorted(j["choices"]["attention"] for j in jobs) == ["dot", "general"]
+    assert all(j["status"] == "ok" for j in jobs)
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_and_resumes_from_its_study(tmp_path: Path) -> None:
+    import optuna
+
+    logs = tmp_path / "logs"
+    common = ["train.py", "-m", "hparams_search=translation_optuna", "debug=limit", *TINY_TRANSLATION, *QUIET,
+              "hydra.sweeper.n_trials=2", f"paths.log_dir={logs}"]
+    for i in range(2):
+        proc = run_script([*common, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="translation", storage=f"sqlite:///{logs / 'optuna_translation.db'}")
+    # The second invocation added its trials to the same study instead of starting over.
+    assert len(study.trials) == 4
+    assert all(t.value is not None for t in study.trials)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["translation", "detection"])
+def test_ddp_cpu_two_processes(task: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
+    proc = run_script([
+        "train.py", "trainer=ddp_cpu", "debug=limit", "trainer.devices=2", *data, *QUIET,
+        "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run_dir}",
+    ])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "ok"
+    key = "test/bleu" if task == "translation" else "test/map"
+    assert record["metrics"][key] is not None
+    # W&B logged from rank zero only: exactly one offline run.
+    assert len(list((tmp_path / "logs" / "wandb").glob("offline-run-*"))) == 1
