@@ -27,7 +27,16 @@ def collect_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 class SweepSummary(Callback):
-    """Prints the sweep's table at ``on_multirun_end``; does nothing for single runs."""
+    """Prints the sweep's table at ``on_multirun_end``; does nothing for single runs.
+
+    At the start it also creates ``paths.log_dir``, where the Optuna sweeper opens its SQLite study
+    before any job has run (SQLite cannot create the folder and fails with an unclear error).
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        log_dir = config.get("paths", {}).get("log_dir")
+        if log_dir:
+            Path(str(log_dir)).mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
