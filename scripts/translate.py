@@ -44,8 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog="Options also work Hydra-style: ckpt_path=PATH beam_size=5.",
     )
     parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint (.ckpt) of a translation run")
-    parser.add_argument("--beam_size", type=int, default=None, help="beam width (1 = greedy); default: the checkpoint's")
-    parser.add_argument("--length_penalty", type=float, default=None, help="length penalty alpha (default: the checkpoint's)")
+    parser.add_argument("--beam_size", type=int, default=None, help="beam width, 1 = greedy (default: checkpoint's)")
+    parser.add_argument("--length_penalty", type=float, default=None, help="length penalty alpha")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("sentences", nargs="*", help="source sentences (default: read stdin, one per line)")
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     ckpt = Path(args.ckpt_path).expanduser()
     if not ckpt.is_file():
-        print(f"error: checkpoint not found: {ckpt} (pass ckpt_path=<run dir>/checkpoints/<name>.ckpt)", file=sys.stderr)
+        print(f"error: checkpoint not found: {ckpt} (pass ckpt_path=<run>/checkpoints/<name>.ckpt)", file=sys.stderr)
         return 2
     if args.beam_size is not None and args.beam_size < 1:
         print(f"error: beam_size must be >= 1, got {args.beam_size}", file=sys.stderr)

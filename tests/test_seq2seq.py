@@ -122,7 +122,9 @@ def test_beam_search_is_batch_independent_and_respects_lengths() -> None:
     assert out.attention.shape == (3, out.tokens.size(1), 6)
     for i in range(3):
         n = int(lens[i])
-        alone = beam_search(model, src[i : i + 1, :n], lens[i : i + 1], beam_size=3, length_penalty=0.6, max_len_a=0.5, max_len_b=3)
+        alone = beam_search(
+            model, src[i : i + 1, :n], lens[i : i + 1], beam_size=3, length_penalty=0.6, max_len_a=0.5, max_len_b=3
+        )
         k = int(out.lengths[i])
         assert int(alone.lengths[0]) == k
         assert torch.equal(out.tokens[i, :k], alone.tokens[0, :k])

@@ -26,7 +26,8 @@ TINY_NET = {"emb_dim": 16, "hidden_dim": 32, "num_layers": 1, "dropout": 0.0}
 
 def tiny_datamodule(cache_dir: Path) -> TranslationDataModule:
     dm = TranslationDataModule(
-        n_train=200, n_val=24, n_test=24, max_len=16, batch_size=16, eval_batch_size=24, cache_dir=str(cache_dir), seed=0
+        n_train=200, n_val=24, n_test=24, max_len=16, batch_size=16, eval_batch_size=24,
+        cache_dir=str(cache_dir), seed=0,
     )
     dm.prepare_data()
     dm.setup("fit")
@@ -42,7 +43,9 @@ def make_task(
         net=TINY_NET,
         optimizer=functools.partial(torch.optim.AdamW, lr=lr),
         # total_steps is left out on purpose: the task fills it in from the trainer.
-        scheduler=functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=lr, pct_start=0.2) if one_cycle else None,
+        scheduler=(
+            functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=lr, pct_start=0.2) if one_cycle else None
+        ),
         beam_size=3,
         max_len_a=1.2,
         max_len_b=4,
@@ -69,7 +72,9 @@ def dm(tmp_path_factory: pytest.TempPathFactory) -> TranslationDataModule:
 
 
 @pytest.fixture(scope="module")
-def fitted(dm: TranslationDataModule, tmp_path_factory: pytest.TempPathFactory) -> tuple[TranslationTask, pl.Trainer, dict]:
+def fitted(
+    dm: TranslationDataModule, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TranslationTask, pl.Trainer, dict]:
     """A task trained for a few steps, validated and tested, plus its checkpoint and test metrics."""
     torch.set_num_threads(1)
     task = make_task(dm)

@@ -70,7 +70,7 @@ def beam_search(
     """Decode a batch with beam search.
 
     Args:
-        model: the seq2seq model (its ``encode`` / ``_log_probs`` are used).
+        model: the seq2seq model (its ``encode`` / ``step_log_probs`` are used).
         src: (B, S) source ids; src_lengths: (B,); src_mask: (B, S) bool or None.
         beam_size: K >= 1.
         length_penalty: alpha >= 0 of :func:`length_penalty_factor`.
@@ -134,7 +134,7 @@ def beam_search(
         best_attn[improve, :n] = attn[improve]
 
     for t in range(max_steps):
-        logp, state, weights = model._log_probs(prev, state, memory)  # (B*K, V), (B*K, S)
+        logp, state, weights = model.step_log_probs(prev, state, memory)  # (B*K, V), (B*K, S)
         vocab = logp.size(-1)
         weights = weights.view(b, k, s)
         cand = (alive_scores.unsqueeze(-1) + logp.view(b, k, vocab)).view(b, k * vocab)
@@ -179,7 +179,9 @@ def beam_search(
             )
             lim_best, lim_pos = lim_norm.max(dim=1)
             improve = at_limit & (lim_best > best_norm)
-            keep_if_better(improve, lim_best, alive_scores[ar, lim_pos], alive_tokens[ar, lim_pos], alive_attn[ar, lim_pos])
+            keep_if_better(
+                improve, lim_best, alive_scores[ar, lim_pos], alive_tokens[ar, lim_pos], alive_attn[ar, lim_pos]
+            )
             done = done | at_limit
 
         # 4) early stop: the best alive hypothesis cannot beat the best finished one any more.

@@ -331,8 +331,11 @@ class Seq2Seq(nn.Module):
         return self.decoder(tgt_in, state, memory, need_weights)
 
     # ------------------------------------------------------------------ decoding
-    def _log_probs(self, tokens: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
-        """tokens (N,) -> log-probs (N, V), new state, attention weights (N, S)."""
+    def step_log_probs(
+        self, tokens: Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """One decoding step: previous tokens (N,) -> log-probs (N, V) (``pad``/``bos`` banned),
+        new state, attention weights (N, S)."""
         emb = self.decoder.dropout(self.decoder.embedding(tokens))
         vec, state, weights = self.decoder.step(emb, state, memory, need_weights=True)
         assert weights is not None
@@ -374,7 +377,7 @@ class Seq2Seq(nn.Module):
         tokens: list[Tensor] = []
         attn: list[Tensor] = []
         for t in range(int(limits.max())):
-            logp, state, weights = self._log_probs(prev, state, memory)
+            logp, state, weights = self.step_log_probs(prev, state, memory)
             best_lp, tok = logp.max(dim=-1)
             tok = tok.masked_fill(done, self.pad_id)
             scores = scores + best_lp.masked_fill(done, 0.0)

@@ -145,7 +145,7 @@ def _log_detection_media(task: Any, wandb_loggers: Sequence[Any]) -> None:
         }
         box_images.append(wandb.Image(pixels, boxes=boxes, caption=f"image {target['image_id']}"))
         if img_maps:
-            figure = attention_figure(pixels, img_maps, title=f"image {target['image_id']}: attention of x")
+            figure = attention_figure(pixels, img_maps, title=f"image {target['image_id']}: where position x attends")
             attention_images.append(wandb.Image(figure, caption=f"image {target['image_id']}"))
 
     payload: dict[str, Any] = {"val/predictions": box_images}

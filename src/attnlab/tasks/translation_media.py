@@ -42,7 +42,9 @@ def token_labels(tokenizer: Any, ids: Sequence[int], specials: dict[int, str]) -
     return labels
 
 
-def alignment_figure(src_labels: Sequence[str], hyp_labels: Sequence[str], weights: np.ndarray, title: str = "") -> Figure:
+def alignment_figure(
+    src_labels: Sequence[str], hyp_labels: Sequence[str], weights: np.ndarray, title: str = ""
+) -> Figure:
     """Heat map of attention weights: source tokens on x, hypothesis tokens on y.
 
     Args:
@@ -57,7 +59,8 @@ def alignment_figure(src_labels: Sequence[str], hyp_labels: Sequence[str], weigh
     n_src, n_hyp = len(src_labels), len(hyp_labels)
     fig = Figure(figsize=(max(4.0, 0.32 * n_src + 1.5), max(3.0, 0.32 * n_hyp + 1.5)), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(1e-6, float(np.max(weights, initial=0.0))), aspect="auto")
+    vmax = max(1e-6, float(np.max(weights, initial=0.0)))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
     ax.set_xticks(range(n_src))
     ax.set_xticklabels(src_labels, rotation=90, fontsize=8)
     ax.set_yticks(range(n_hyp))

@@ -67,7 +67,9 @@ class TranslationMetrics(nn.Module):
         )
         self.bucket_count = nn.ModuleDict({name: SumMetric() for name, _, _ in LENGTH_BUCKETS})
 
-    def update(self, hypotheses: Sequence[str], references: Sequence[str], src_num_words: Sequence[int] | Tensor) -> None:
+    def update(
+        self, hypotheses: Sequence[str], references: Sequence[str], src_num_words: Sequence[int] | Tensor
+    ) -> None:
         """Add a batch of detokenised hypotheses and references (one reference each) with their
         source lengths in words (B,)."""
         if not (len(hypotheses) == len(references) == len(src_num_words)):
