@@ -171,7 +171,9 @@ class SpatialSelfAttention(nn.Module):
         out = seq + self.dropout(self.proj(context))
         if not self.norm_first:
             out = self._apply_norm(out, h, w)
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        # reshape alone would be a channels-last *view*: convolutions after it would then produce
+        # channels-last weight gradients (DDP warns about bucket strides and slows down).
+        return out.transpose(1, 2).reshape(b, c, h, w).contiguous()
 
     def attention_map(self, query_yx: tuple[float, float], batch_index: int = 0) -> Tensor:
         """Attention of one query position over the map, from the last forward with ``keep_weights``.
