@@ -73,6 +73,14 @@ def run_sections(settings: BenchSettings, sections: Sequence[str], argv: Sequenc
             log.error("section %s failed: %s", key, result["error"])
         report["sections"][key] = result
         log.info("section %s done in %.0f s", key, result["seconds"] or 0.0)
+    load = report["machine"].get("load_average")
+    threads = settings.num_threads()
+    if load and threads > 1 and load[0] > 0.5 * (report["machine"].get("usable_cores") or 1):
+        # Measured here: with 2 threads on 2 cores and one other busy process, a detection step went
+        # from 0.17 s (1 thread) to 0.9-7 s: each parallel region waits for the descheduled thread.
+        report["warnings"] = [
+            f"load average {load[0]} at start with {threads} torch threads: other processes compete for the "
+            "cores and OpenMP's barrier waits make the figures slow and erratic; --threads 1 gives stable ones."]
     report["seconds"] = time.perf_counter() - started
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") \
         else None
@@ -92,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sections", default=None, help=f"comma-separated subset of: {','.join(SECTIONS)}")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where sections 1-4 run (cuda: bf16 autocast)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all usable cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: all usable cores; use 1 on a machine others are using)")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new temp dir)")
     args = parser.parse_args(argv)

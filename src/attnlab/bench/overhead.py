@@ -29,18 +29,8 @@ TARGET_RATIO = 0.97
 def _plan(settings: BenchSettings, task: str) -> tuple[int, int, int]:
     """(steps, warm-up steps, repeats per variant) for this mode."""
     if task == "translation":
-        return settings.pick(full=(60, 10, 5), quick=(6, 2, 3), tiny=(3, 1, 1))
-    return settings.pick(full=(30, 5, 5), quick=(4, 1, 3), tiny=(3, 1, 1))
-
-
-def _mode_overrides(settings: BenchSettings, task: str) -> list[str]:
-    """Config changes of this mode. ``--quick`` trains with smaller batches (translation 16 pairs,
-    default 64; detection 4 images, default 16) so that enough steps fit in its time: a smaller
-    step makes the per-step framework overhead a larger share, so the ratio is if anything harder
-    to meet. Full mode uses the default configs."""
-    if settings.quick:
-        return ["data.batch_size=16"] if task == "translation" else ["data.batch_size=4"]
-    return []
+        return settings.pick(full=(60, 10, 5), quick=(12, 3, 3), tiny=(3, 1, 1))
+    return settings.pick(full=(30, 5, 5), quick=(8, 2, 3), tiny=(3, 1, 1))
 
 
 def compare_task(settings: BenchSettings, task: str, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -48,7 +38,7 @@ def compare_task(settings: BenchSettings, task: str, overrides: list[str] | None
     from attnlab.bench.harness import prepare_job, run_lightning, run_plain, tiny_overrides
 
     steps, warmup, repeats = _plan(settings, task)
-    extra = _mode_overrides(settings, task) + list(overrides or [])
+    extra = list(overrides or [])
     if settings.tiny:
         extra = tiny_overrides(task, settings.workdir) + extra
     job = prepare_job(task, device=settings.device, seed=settings.seed, scratch=settings.scratch(f"overhead_{task}"),

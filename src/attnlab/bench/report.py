@@ -118,6 +118,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         f"Values are medians of the repeats shown (n).",
         "",
     ]
+    for warning in report.get("warnings", []):
+        lines += [f"**Warning:** {warning}", ""]
     sections = list(report.get("sections", {}).values())
     all_targets = [(s, t) for s in sections for t in s.get("targets", [])]
     if all_targets:
