@@ -200,6 +200,46 @@ def test_masked_keys_do_not_influence_output(kind: str) -> None:
     torch.testing.assert_close(weights, weights2)
 
 
+@pytest.mark.parametrize("kind", ATTENTION_KINDS)
+def test_prepared_keys_give_the_same_output_and_gradients(kind: str) -> None:
+    """prepare() once + one call per query step == the plain call, values and gradients alike."""
+    torch.manual_seed(0)
+    module = build_attention(kind, 8, 8, 6, num_heads=2, hidden_dim=5).eval()
+    query = torch.randn(3, 4, 8)
+    keys, values = torch.randn(3, 5, 8, requires_grad=True), torch.randn(3, 5, 6, requires_grad=True)
+    mask = torch.tensor([[True, True, False, True, False], [False] * 5, [True] * 5])
+    ctx, weights = module(query, keys, values, mask)
+    plain_grads = torch.autograd.grad(ctx.square().sum(), (keys, values), allow_unused=True)
+
+    prepared = module.prepare(keys, values, mask)
+    steps = [module(q, prepared) for q in query.split(1, dim=1)]  # one decoder step per query
+    ctx2 = torch.cat([c for c, _ in steps], dim=1)
+    torch.testing.assert_close(ctx2, ctx)
+    torch.testing.assert_close(torch.cat([w for _, w in steps], dim=1), weights)
+    grads = torch.autograd.grad(ctx2.square().sum(), (keys, values), allow_unused=True)
+    for got, want in zip(grads, plain_grads):
+        assert (got is None) == (want is None)
+        if want is not None:
+            torch.testing.assert_close(got, want)
+    # Rows can be repeated (beam search) and still match.
+    rows = torch.tensor([2, 2, 0])
+    with torch.no_grad():
+        ctx3, _ = module(query[rows], prepared.index_select(rows))
+    torch.testing.assert_close(ctx3, ctx.detach()[rows])
+
+
+def test_prepared_keys_misuse_is_named() -> None:
+    module, other = build_attention("additive", 4, 4), build_attention("additive", 4, 4)
+    keys = torch.randn(2, 3, 4)
+    prepared = module.prepare(keys)
+    with pytest.raises(ValueError, match="values=None and mask=None"):
+        module(torch.randn(2, 1, 4), prepared, keys)
+    with pytest.raises(ValueError, match="another attention block"):
+        other(torch.randn(2, 1, 4), prepared)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        module(torch.randn(3, 1, 4), prepared)
+
+
 # --------------------------------------------------------------------------- the formulas
 
 

@@ -5,12 +5,14 @@
     context, weights = attn(query, keys, values=None, mask=None, need_weights=True)
     # query (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv) defaulting to keys,
     # mask (B, Tk) bool True = may attend -> context (B, Tq, attn.out_dim), weights (B, Tq, Tk)
+    prepared = attn.prepare(keys, values, mask)  # key-side work once, for many separate queries
+    context, weights = attn(query_t, prepared)
 
 Imports torch; only heavy code paths (models) import this package.
 """
 
 from attnlab.attention.additive import AdditiveAttention
-from attnlab.attention.base import Attention, ScoredAttention, masked_softmax
+from attnlab.attention.base import Attention, PreparedKeys, ScoredAttention, masked_softmax
 from attnlab.attention.factory import ATTENTION_KINDS, SHARED_OPTIONS, build_attention
 from attnlab.attention.luong import DotAttention, GeneralAttention
 from attnlab.attention.mean import MeanAttention
@@ -25,6 +27,7 @@ __all__ = [
     "GeneralAttention",
     "MeanAttention",
     "MultiHeadAttention",
+    "PreparedKeys",
     "ScoredAttention",
     "build_attention",
     "masked_softmax",

@@ -91,11 +91,15 @@ class AdditiveAttention(ScoredAttention):
         # A single query row over all keys is already too big: tile the keys as well.
         return 1, max(1, min(num_keys, self.tile_budget // (batch * self.hidden_dim)))
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query ``(B, Tq, Dq)``, keys ``(B, Tk, Dk)`` -> scores ``(B, Tq, Tk)``."""
+    def _prepare(self, keys: Tensor, values: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
+        return {"key_proj": self.key_proj(keys)}  # (B, Tk, H)
+
+    def score(self, query: Tensor, keys: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
+        """query ``(B, Tq, Dq)``, keys ``(B, Tk, Dk)`` -> scores ``(B, Tq, Tk)``; ``cache`` may hold
+        ``key_proj`` ``(B, Tk, H)`` from :meth:`prepare` (a decoder step then skips ``W_k k``)."""
         # Project once (O(B*T*H)), not once per tile.
         query_proj = self.query_proj(query)  # (B, Tq, H)
-        key_proj = self.key_proj(keys)  # (B, Tk, H)
+        key_proj = cache["key_proj"] if cache else self.key_proj(keys)  # (B, Tk, H)
         v = self.energy.weight.view(-1)  # (H,)
         batch, num_queries, num_keys = query.size(0), query.size(1), keys.size(1)
         q_chunk, k_chunk = self.tile_sizes(batch, num_queries, num_keys)

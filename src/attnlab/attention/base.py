@@ -11,15 +11,47 @@ Every module takes ``query (B, Tq, Dq)``, ``keys (B, Tk, Dk)``, optional
 ``values (B, Tk, Dv)`` (defaulting to ``keys``) and an optional boolean
 ``mask (B, Tk)`` that is ``True`` where a key may be attended, and returns
 ``context (B, Tq, out_dim)`` and ``weights (B, Tq, Tk)``.
+
+When the same keys are attended by many separate queries (a decoder attends the encoder states
+once per output step), :meth:`Attention.prepare` does the key-side work once -- the key/value
+projections of ``additive`` and ``multihead``, the mean of ``none`` -- and the returned
+:class:`PreparedKeys` is passed in place of ``keys`` on every call.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["Attention", "ScoredAttention", "broadcast_mask", "masked_softmax", "masked_uniform"]
+__all__ = ["Attention", "PreparedKeys", "ScoredAttention", "broadcast_mask", "masked_softmax", "masked_uniform"]
+
+
+@dataclass
+class PreparedKeys:
+    """Keys, values and mask with one attention block's key-side work already done.
+
+    Made by :meth:`Attention.prepare`; valid only for the block that made it (and its current weights).
+
+    Attributes:
+        keys: ``(B, Tk, Dk)``. values: ``(B, Tk, Dv)``. mask: ``(B, Tk)`` bool or None.
+        cache: kind-specific tensors with batch first (e.g. additive's ``W_k k`` ``(B, Tk, H)``).
+        owner: ``id()`` of the block that made it, to catch passing it to another block.
+    """
+
+    keys: Tensor
+    values: Tensor
+    mask: Tensor | None
+    cache: dict[str, Tensor] = field(default_factory=dict)
+    owner: int = 0
+
+    def index_select(self, index: Tensor) -> PreparedKeys:
+        """Rows ``index`` (N,) of every tensor, e.g. to repeat each sentence over beams."""
+        pick = lambda t: t.index_select(0, index)  # noqa: E731
+        return PreparedKeys(pick(self.keys), pick(self.values), None if self.mask is None else pick(self.mask),
+                            {name: pick(t) for name, t in self.cache.items()}, self.owner)
 
 
 def broadcast_mask(mask: Tensor, scores: Tensor) -> Tensor:
@@ -104,7 +136,7 @@ class Attention(nn.Module):
     def forward(
         self,
         query: Tensor,
-        keys: Tensor,
+        keys: Tensor | PreparedKeys,
         values: Tensor | None = None,
         mask: Tensor | None = None,
         need_weights: bool = True,
@@ -113,7 +145,8 @@ class Attention(nn.Module):
 
         Args:
             query: ``(B, Tq, Dq)``.
-            keys: ``(B, Tk, Dk)``.
+            keys: ``(B, Tk, Dk)``, or a :class:`PreparedKeys` from :meth:`prepare` (which
+                carries the values and mask: then ``values`` and ``mask`` must be None).
             values: ``(B, Tk, Dv)``; defaults to ``keys``.
             mask: ``(B, Tk)`` bool, True where a key may be attended; None = all.
             need_weights: when False the weights are not returned (None), which
@@ -124,16 +157,55 @@ class Attention(nn.Module):
             Masked keys get exactly zero weight; a batch element whose keys are
             all masked gets zero weights and zero context.
         """
+        if isinstance(keys, PreparedKeys):
+            prepared = keys
+            if values is not None or mask is not None:
+                raise ValueError(f"{type(self).__name__}: keys were prepared with their values and mask; "
+                                 "pass values=None and mask=None with them")
+            if prepared.owner != id(self):
+                raise ValueError(f"{type(self).__name__}: these PreparedKeys were made by another attention "
+                                 "block; call prepare() on the block that uses them")
+            self._check_query(query, prepared.keys)
+            return self._attend(query, prepared.keys, prepared.values, prepared.mask, need_weights, prepared.cache)
         if values is None:
             values = keys
         self._check_inputs(query, keys, values, mask)
-        return self._attend(query, keys, values, mask, need_weights)
+        return self._attend(query, keys, values, mask, need_weights, {})
+
+    def prepare(self, keys: Tensor, values: Tensor | None = None, mask: Tensor | None = None) -> PreparedKeys:
+        """Do the key-side work once for keys that many separate queries will attend.
+
+        Args:
+            keys: ``(B, Tk, Dk)``. values: ``(B, Tk, Dv)``, defaults to ``keys``. mask: ``(B, Tk)`` or None.
+
+        Returns:
+            :class:`PreparedKeys` to pass as ``keys`` to this block; results equal the unprepared call.
+        """
+        if values is None:
+            values = keys
+        probe = keys.new_empty(keys.size(0), 1, self.query_dim)
+        self._check_inputs(probe, keys, values, mask)
+        return PreparedKeys(keys, values, mask, self._prepare(keys, values, mask), id(self))
+
+    def _prepare(self, keys: Tensor, values: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
+        """Kind-specific key-side tensors (batch first) that :meth:`_attend` reuses; none by default."""
+        return {}
 
     def _attend(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool,
+        cache: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor | None]:
-        """Kind-specific computation; inputs are already validated (see :meth:`forward`)."""
+        """Kind-specific computation; inputs are already validated (see :meth:`forward`).
+        ``cache`` holds what :meth:`_prepare` computed, or is empty when the keys were not prepared."""
         raise NotImplementedError
+
+    def _check_query(self, query: Tensor, keys: Tensor) -> None:
+        name = type(self).__name__
+        if query.dim() != 3 or query.size(-1) != self.query_dim:
+            raise ValueError(f"{name}: query must have shape (B, T, {self.query_dim}), got {tuple(query.shape)}")
+        if query.size(0) != keys.size(0):
+            raise ValueError(f"{name}: batch sizes differ: query {tuple(query.shape)}, prepared keys "
+                             f"{tuple(keys.shape)}")
 
     def _check_inputs(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> None:
         # Shape errors deep inside a matmul are cryptic; name the offending tensor here.
@@ -171,14 +243,16 @@ class ScoredAttention(Attention):
         super().__init__(query_dim, key_dim, value_dim)
         self.dropout = float(dropout)
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        """Unnormalised scores: query ``(B, Tq, Dq)``, keys ``(B, Tk, Dk)`` -> ``(B, Tq, Tk)``."""
+    def score(self, query: Tensor, keys: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
+        """Unnormalised scores: query ``(B, Tq, Dq)``, keys ``(B, Tk, Dk)`` -> ``(B, Tq, Tk)``.
+        ``cache``: this block's prepared key-side tensors, if any (see :meth:`Attention.prepare`)."""
         raise NotImplementedError
 
     def _attend(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool,
+        cache: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor | None]:
-        weights = masked_softmax(self.score(query, keys), mask)  # (B, Tq, Tk)
+        weights = masked_softmax(self.score(query, keys, cache), mask)  # (B, Tq, Tk)
         # Dropout regularises which keys are used; it only acts in training mode
         # (F.dropout is the identity when training=False). Callers get the
         # un-dropped distribution: it is what plots and alignment metrics want.

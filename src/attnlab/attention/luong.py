@@ -40,8 +40,8 @@ class DotAttention(ScoredAttention):
             )
         super().__init__(query_dim, key_dim, value_dim, dropout=dropout)
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query ``(B, Tq, D)``, keys ``(B, Tk, D)`` -> ``(B, Tq, Tk)``."""
+    def score(self, query: Tensor, keys: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
+        """query ``(B, Tq, D)``, keys ``(B, Tk, D)`` -> ``(B, Tq, Tk)``; no key-side work to cache."""
         return torch.bmm(query, keys.transpose(1, 2))
 
 
@@ -60,6 +60,6 @@ class GeneralAttention(ScoredAttention):
         # per step while the keys are reused, so this is the cheaper side.
         self.query_proj = nn.Linear(self.query_dim, self.key_dim, bias=False)
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query ``(B, Tq, Dq)``, keys ``(B, Tk, Dk)`` -> ``(B, Tq, Tk)``."""
+    def score(self, query: Tensor, keys: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
+        """query ``(B, Tq, Dq)``, keys ``(B, Tk, Dk)`` -> ``(B, Tq, Tk)``; no key-side work to cache."""
         return torch.bmm(self.query_proj(query), keys.transpose(1, 2))

@@ -22,13 +22,20 @@ class MeanAttention(Attention):
     scores to regularise (a ``dropout`` option given to the factory is ignored).
     """
 
+    def _prepare(self, keys: Tensor, values: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
+        weights = masked_uniform(mask, keys.size(0), keys.size(1), dtype=values.dtype, device=values.device)
+        return {"weights": weights, "mean": torch.bmm(weights, values)}  # (B, 1, Tk), (B, 1, Dv)
+
     def _attend(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool,
+        cache: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor | None]:
         batch, num_queries, num_keys = query.size(0), query.size(1), keys.size(1)
-        weights = masked_uniform(mask, batch, num_keys, dtype=values.dtype, device=values.device)  # (B, 1, Tk)
-        # The mean is the same for every query: compute it once, then broadcast.
-        context = torch.bmm(weights, values).expand(batch, num_queries, values.size(-1)).contiguous()
+        # The mean is the same for every query: compute it once (or take it from prepare()), then broadcast.
+        if not cache:
+            cache = self._prepare(keys, values, mask)
+        weights = cache["weights"]  # (B, 1, Tk)
+        context = cache["mean"].expand(batch, num_queries, values.size(-1)).contiguous()
         if not need_weights:
             return context, None
         # Materialised (not an expand view) so callers may modify it like any other kind's weights.

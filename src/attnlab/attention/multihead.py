@@ -85,13 +85,18 @@ class MultiHeadAttention(Attention):
         """``(B, T, E)`` -> ``(B, heads, T, E / heads)``."""
         return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).transpose(1, 2)
 
+    def _prepare(self, keys: Tensor, values: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
+        # Kept as (B, Tk, E): batch first, so PreparedKeys.index_select can repeat rows.
+        return {"k": self.k_proj(keys), "v": self.v_proj(values)}
+
     def _attend(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool,
+        cache: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor | None]:
         batch, num_queries = query.size(0), query.size(1)
         q = self._split_heads(self.q_proj(query))  # (B, h, Tq, d)
-        k = self._split_heads(self.k_proj(keys))  # (B, h, Tk, d)
-        v = self._split_heads(self.v_proj(values))  # (B, h, Tk, d)
+        k = self._split_heads(cache["k"] if cache else self.k_proj(keys))  # (B, h, Tk, d)
+        v = self._split_heads(cache["v"] if cache else self.v_proj(values))  # (B, h, Tk, d)
         dropout_p = self.dropout if self.training else 0.0
 
         # Batch elements with no attendable key at all: their context is zeroed below.

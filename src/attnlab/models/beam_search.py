@@ -97,78 +97,74 @@ def beam_search(
     dev = src.device
     limits = model.max_lengths(src_lengths, max_len_a, max_len_b)  # (B,)
     max_steps = int(limits.max())
+    bound_lp = length_penalty_factor(limits, length_penalty, length_penalty_kind)  # (B,)
+    lp_steps = length_penalty_factor(torch.arange(1, max_steps + 1), length_penalty, length_penalty_kind).tolist()
+    valid_floor = NEG_INF / 2  # scores below this come from the dummy start beams or banned tokens
 
-    # Every sentence's rows are repeated K times: row b*K + j is beam j of sentence b.
-    rows = torch.arange(b, device=dev).repeat_interleave(k)
-    memory = memory.index_select(rows)
-    state = state.index_select(rows)
-    batch_base = torch.arange(b, device=dev)[:, None] * k  # (B, 1)
-    ar = torch.arange(b, device=dev)
+    # The decoder state has K rows per sentence: row i*K + j is beam j of active sentence i. The
+    # memory keeps one row per sentence, shared by its beams (see Decoder._attend). Sentences that
+    # are done leave the batch (at the end of the loop); `active` maps the sentences that remain to
+    # their row in the input batch.
+    active = torch.arange(b, device=dev)
+    state = state.index_select(active.repeat_interleave(k))
 
     # Only beam 0 is live at the start, otherwise the K identical beams would fill the beam.
     alive_scores = torch.full((b, k), NEG_INF, device=dev)
     alive_scores[:, 0] = 0.0
-    alive_tokens = torch.empty(b, k, 0, dtype=torch.long, device=dev)
-    alive_attn = torch.empty(b, k, 0, s, device=dev)
     prev = src.new_full((b * k,), model.bos_id)
 
-    best_norm = torch.full((b,), float("-inf"), device=dev)
-    best_raw = torch.zeros(b, device=dev)
-    best_len = torch.zeros(b, dtype=torch.long, device=dev)
-    best_tokens = torch.full((b, max_steps), model.pad_id, dtype=torch.long, device=dev)
-    best_attn = torch.zeros(b, max_steps, s, device=dev)
+    # Histories (input-batch rows) instead of growing (B, K, t, S) copies of every alive hypothesis:
+    # step t's chosen tokens, the beam (of step t-1) each came from, and the attention of every
+    # step-t-1 beam. Hypotheses are rebuilt once, at the end, by following the back-pointers.
+    # Zero-filled: rows of sentences that left the batch stay valid indices.
+    tok_hist = torch.zeros(max_steps, b, k, dtype=torch.long, device=dev)
+    from_hist = torch.zeros(max_steps, b, k, dtype=torch.long, device=dev)
+    attn_hist = torch.zeros(max_steps, b, k, s, device=dev)
+
+    # Each sentence's best finished hypothesis so far, as a reference into the histories: the
+    # alive beam `beam` after step `end - 1`, followed by eos at step `end` when `eos`.
+    best = _Finished.empty(b, dev)  # active sentences
+    final = _Finished.empty(b, dev)  # input-batch rows, filled as sentences leave the batch
     done = torch.zeros(b, dtype=torch.bool, device=dev)
-    bound_lp = length_penalty_factor(limits, length_penalty, length_penalty_kind)  # (B,)
-    valid_floor = NEG_INF / 2  # scores below this come from the dummy start beams or banned tokens
 
-    def keep_if_better(improve: Tensor, norm: Tensor, raw: Tensor, tokens: Tensor, attn: Tensor) -> None:
-        """Replace sentences' best finished hypothesis where ``improve`` (B,). tokens (B, L), attn (B, L, S)."""
-        nonlocal best_norm, best_raw, best_len
-        n = tokens.size(1)
-        best_norm = torch.where(improve, norm, best_norm)
-        best_raw = torch.where(improve, raw, best_raw)
-        best_len = torch.where(improve, torch.full_like(best_len, n), best_len)
-        best_tokens[improve] = model.pad_id
-        best_tokens[improve, :n] = tokens[improve]
-        best_attn[improve] = 0.0
-        best_attn[improve, :n] = attn[improve]
-
+    steps = 0
     for t in range(max_steps):
-        logp, state, weights = model.step_log_probs(prev, state, memory)  # (B*K, V), (B*K, S)
+        steps = t + 1
+        n = active.numel()
+        full = n == b  # no sentence has left yet: plain slices instead of indexed writes
+        ar = torch.arange(n, device=dev)
+        logp, state, weights = model.step_log_probs(prev, state, memory)  # (n*K, V), (n*K, S)
         vocab = logp.size(-1)
-        weights = weights.view(b, k, s)
-        cand = (alive_scores.unsqueeze(-1) + logp.view(b, k, vocab)).view(b, k * vocab)
-        n_cand = min(2 * k, k * vocab)
-        top_scores, top_idx = cand.topk(n_cand, dim=1)  # (B, 2K), sorted
+        weights = weights.view(n, k, s)
+        if full:
+            attn_hist[t] = weights
+        else:
+            attn_hist[t, active] = weights.to(attn_hist.dtype)
+        cand = (alive_scores.unsqueeze(-1) + logp.view(n, k, vocab)).view(n, k * vocab)
+        top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (n, 2K), sorted
         top_beam = torch.div(top_idx, vocab, rounding_mode="floor")
         top_tok = top_idx % vocab
-        lp_now = float(length_penalty_factor(torch.tensor(float(t + 1)), length_penalty, length_penalty_kind))
+        lp_now = lp_steps[t]
 
         # 1) eos among the top K finishes a hypothesis.
         is_eos = top_tok == model.eos_id
         finishing = is_eos[:, :k] & (top_scores[:, :k] > valid_floor)
         fin_norm = torch.where(finishing, top_scores[:, :k] / lp_now, torch.full_like(top_scores[:, :k], float("-inf")))
         fin_best, fin_pos = fin_norm.max(dim=1)
-        improve = (fin_best > best_norm) & ~done
+        improve = (fin_best > best.norm) & ~done
         if bool(improve.any()):
-            src_beam = top_beam[ar, fin_pos]
-            tokens = torch.cat([alive_tokens[ar, src_beam], src.new_full((b, 1), model.eos_id)], dim=1)
-            attn = torch.cat([alive_attn[ar, src_beam], weights[ar, src_beam].unsqueeze(1)], dim=1)
-            keep_if_better(improve, fin_best, top_scores[ar, fin_pos], tokens, attn)
+            best.update(improve, fin_best, top_scores[ar, fin_pos], t, top_beam[ar, fin_pos], True)
 
         # 2) the K best non-eos continuations stay alive.
         alive_cand = top_scores.masked_fill(is_eos, 2 * NEG_INF)
         alive_scores, pos = alive_cand.topk(k, dim=1)
-        new_beam = top_beam.gather(1, pos)  # (B, K)
+        new_beam = top_beam.gather(1, pos)  # (n, K)
         new_tok = top_tok.gather(1, pos)
-        state = state.index_select((batch_base + new_beam).view(-1))
-        alive_tokens = torch.cat(
-            [alive_tokens.gather(1, new_beam[:, :, None].expand(-1, -1, t)), new_tok.unsqueeze(-1)], dim=2
-        )
-        step_attn = weights.gather(1, new_beam[:, :, None].expand(-1, -1, s)).unsqueeze(2)
-        alive_attn = torch.cat(
-            [alive_attn.gather(1, new_beam[:, :, None, None].expand(-1, -1, t, s)), step_attn], dim=2
-        )
+        if full:
+            from_hist[t], tok_hist[t] = new_beam, new_tok
+        else:
+            from_hist[t, active], tok_hist[t, active] = new_beam, new_tok
+        state = state.index_select((ar[:, None] * k + new_beam).view(-1))
         prev = new_tok.view(-1)
 
         # 3) sentences at their length budget finish their alive hypotheses as they are.
@@ -178,16 +174,89 @@ def beam_search(
                 alive_scores > valid_floor, alive_scores / lp_now, torch.full_like(alive_scores, float("-inf"))
             )
             lim_best, lim_pos = lim_norm.max(dim=1)
-            improve = at_limit & (lim_best > best_norm)
-            keep_if_better(
-                improve, lim_best, alive_scores[ar, lim_pos], alive_tokens[ar, lim_pos], alive_attn[ar, lim_pos]
-            )
+            improve = at_limit & (lim_best > best.norm)
+            best.update(improve, lim_best, alive_scores[ar, lim_pos], t + 1, lim_pos, False)
             done = done | at_limit
 
         # 4) early stop: the best alive hypothesis cannot beat the best finished one any more.
-        done = done | (best_norm >= alive_scores[:, 0] / bound_lp)
-        if bool(done.all()):
+        done = done | (best.norm >= alive_scores[:, 0] / bound_lp)
+        n_done = int(done.sum())
+        if n_done == n:
             break
+        # Sentences that are done leave the batch, so the steps left run on fewer rows. Copying
+        # the memory and state costs about as much as a step, so wait until a quarter can go.
+        if n_done * 4 >= n:
+            keep = ~done
+            final.take(active[done], best, done)
+            active, best = active[keep], best.select(keep)
+            rows = (ar[keep][:, None] * k + torch.arange(k, device=dev)).view(-1)
+            memory, state, prev = memory.index_select(ar[keep]), state.index_select(rows), prev[rows]
+            alive_scores, limits, bound_lp, done = alive_scores[keep], limits[keep], bound_lp[keep], done[keep]
 
-    used = int(best_len.max().clamp(min=1))
-    return Hypotheses(best_tokens[:, :used], best_len, best_raw, best_attn[:, :used])
+    final.take(active, best, torch.ones_like(done))
+    return _backtrack(final, tok_hist[:steps], from_hist[:steps], attn_hist[:steps], model.eos_id, model.pad_id)
+
+
+class _Finished:
+    """Per sentence, the best finished hypothesis: normalised and raw score and where it is in the
+    step histories (alive beam ``beam`` after step ``end - 1``, plus ``eos`` at step ``end``)."""
+
+    def __init__(self, norm: Tensor, raw: Tensor, end: Tensor, beam: Tensor, eos: Tensor) -> None:
+        self.norm, self.raw, self.end, self.beam, self.eos = norm, raw, end, beam, eos
+
+    @classmethod
+    def empty(cls, n: int, device: torch.device) -> _Finished:
+        zeros = torch.zeros(n, dtype=torch.long, device=device)
+        return cls(torch.full((n,), float("-inf"), device=device), torch.zeros(n, device=device),
+                   zeros, zeros.clone(), torch.zeros(n, dtype=torch.bool, device=device))
+
+    def update(self, improve: Tensor, norm: Tensor, raw: Tensor, end: int, beam: Tensor, eos: bool) -> None:
+        """Replace the rows where ``improve`` (n,) with a new hypothesis."""
+        self.norm = torch.where(improve, norm, self.norm)
+        self.raw = torch.where(improve, raw, self.raw)
+        self.end = torch.where(improve, torch.full_like(self.end, end), self.end)
+        self.beam = torch.where(improve, beam, self.beam)
+        self.eos = torch.where(improve, torch.full_like(self.eos, eos), self.eos)
+
+    def select(self, rows: Tensor) -> _Finished:
+        return _Finished(self.norm[rows], self.raw[rows], self.end[rows], self.beam[rows], self.eos[rows])
+
+    def take(self, where: Tensor, other: _Finished, rows: Tensor) -> None:
+        """Copy ``other``'s ``rows`` (bool mask) into this one's rows ``where`` (indices)."""
+        for name in ("norm", "raw", "end", "beam", "eos"):
+            getattr(self, name)[where] = getattr(other, name)[rows]
+
+
+def _backtrack(best: _Finished, tok_hist: Tensor, from_hist: Tensor, attn_hist: Tensor, eos_id: int,
+               pad_id: int) -> Hypotheses:
+    """Rebuild each sentence's chosen hypothesis from the step histories.
+
+    Args:
+        best: (B,) per sentence: the hypothesis is alive beam ``beam`` after step ``end - 1`` (its
+            first ``end`` tokens), followed by ``eos`` produced at step ``end`` from that beam when
+            ``eos``; ``raw`` is its total log-probability.
+        tok_hist, from_hist: (T, B, K) chosen tokens per step and the beam of the step before each came from.
+        attn_hist: (T, B, K, S) attention of each beam at each step, indexed by the beam it extended.
+    """
+    from attnlab.models.seq2seq import Hypotheses
+
+    n_steps, b, _, s = attn_hist.shape
+    end, beam, eos = best.end, best.beam, best.eos
+    lengths = end + eos.long()
+    used = int(lengths.max().clamp(min=1))
+    dev = end.device
+    tokens = torch.full((b, used), pad_id, dtype=torch.long, device=dev)
+    attention = torch.zeros(b, used, s, device=dev)
+    ar = torch.arange(b, device=dev)
+    if bool(eos.any()):
+        rows = ar[eos]
+        tokens[rows, end[eos]] = eos_id
+        attention[rows, end[eos]] = attn_hist[end[eos], rows, beam[eos]]
+    cur = beam.clone()
+    for u in range(int(end.max()) - 1, -1, -1):
+        inside = u < end
+        origin = from_hist[u, ar, cur]
+        tokens[:, u] = torch.where(inside, tok_hist[u, ar, cur], tokens[:, u])
+        attention[:, u] = torch.where(inside[:, None], attn_hist[u, ar, origin], attention[:, u])
+        cur = torch.where(inside, origin, cur)
+    return Hypotheses(tokens, lengths, best.raw, attention)

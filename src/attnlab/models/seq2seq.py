@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnlab.attention import build_attention
+from attnlab.attention import PreparedKeys, build_attention
 
 __all__ = ["DecoderState", "Encoder", "Decoder", "Hypotheses", "Memory", "Seq2Seq"]
 
@@ -34,17 +34,21 @@ class Memory:
         keys: (B, S, H) attention keys: the encoder states projected to the decoder size.
         values: (B, S, 2H) attention values: the encoder states themselves.
         mask: (B, S) bool, True at real source tokens.
+        prepared: the same keys, values and mask with the attention block's key-side work done once
+            (``Attention.prepare``), so that each decoder step only does the query side.
     """
 
     keys: Tensor
     values: Tensor
     mask: Tensor
+    prepared: PreparedKeys
 
     def index_select(self, index: Tensor) -> Memory:
         """Rows ``index`` (N,) of every tensor (used to expand over beams)."""
-        return Memory(
-            self.keys.index_select(0, index), self.values.index_select(0, index), self.mask.index_select(0, index)
-        )
+        # ``prepared`` holds these same keys, values and mask: select them once, not twice.
+        prepared = self.prepared.index_select(index)
+        assert prepared.mask is not None
+        return Memory(prepared.keys, prepared.values, prepared.mask, prepared)
 
 
 @dataclass
@@ -185,14 +189,21 @@ class Decoder(nn.Module):
 
     def memory(self, encoder_outputs: Tensor, mask: Tensor) -> Memory:
         """Encoder outputs (B, S, 2H) and mask (B, S) -> the :class:`Memory` every step attends over."""
-        return Memory(self.key_proj(encoder_outputs), encoder_outputs, mask)
+        keys = self.key_proj(encoder_outputs)
+        return Memory(keys, encoder_outputs, mask, self.attention.prepare(keys, encoder_outputs, mask))
 
     def _attend(self, query: Tensor, memory: Memory, need_weights: bool) -> tuple[Tensor, Tensor | None]:
-        """query (N, H) -> context (N, out_dim), weights (N, S) or None."""
-        ctx, weights = self.attention(
-            query.unsqueeze(1), memory.keys, memory.values, mask=memory.mask, need_weights=need_weights
-        )
-        return ctx.squeeze(1), (weights.squeeze(1) if weights is not None else None)
+        """query (N, H) -> context (N, out_dim), weights (N, S) or None.
+
+        ``memory`` has M rows with N = M * G: query rows m*G .. m*G+G-1 all attend memory row m (the
+        G beams of one sentence). They go in as G queries of one attention call, so the memory is
+        never repeated per beam: beam search copies and reorders only the decoder state.
+        """
+        n, rows = query.size(0), memory.mask.size(0)
+        if n % rows:
+            raise ValueError(f"{n} decoder rows cannot share a memory of {rows} rows")
+        ctx, weights = self.attention(query.view(rows, n // rows, -1), memory.prepared, need_weights=need_weights)
+        return ctx.reshape(n, -1), (weights.reshape(n, -1) if weights is not None else None)
 
     def step(
         self, emb: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
@@ -202,7 +213,8 @@ class Decoder(nn.Module):
         Args:
             emb: (N, E) embedded previous target token (dropout applied by the caller).
             state: hidden (L, N, H) and feed (N, H).
-            memory: encoder states for the same N rows.
+            memory: encoder states for the N rows, or for N / G rows shared by groups of G
+                consecutive rows (the beams of one sentence).
             need_weights: keep the attention weights.
 
         Returns:
