@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -70,8 +71,9 @@ def test_optuna_search_runs_and_resumes_from_its_study(tmp_path: Path) -> None:
 def test_ddp_cpu_two_processes(task: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
+    # Every logger at once: the CSV logger must continue its file in ddp_spawn's test-stage workers.
     proc = run_script([
-        "train.py", "trainer=ddp_cpu", "debug=limit", "trainer.devices=2", *data, *QUIET,
+        "train.py", "trainer=ddp_cpu", "debug=limit", "trainer.devices=2", "logger=many", *data, *QUIET,
         "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.run.dir={run_dir}",
     ])
@@ -82,3 +84,7 @@ def test_ddp_cpu_two_processes(task: str, tmp_path: Path) -> None:
     assert record["metrics"][key] is not None
     # W&B logged from rank zero only: exactly one offline run.
     assert len(list((tmp_path / "logs" / "wandb").glob("offline-run-*"))) == 1
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert any(row.get(key) for row in rows), "test metric missing from metrics.csv"
+    assert any(row.get("train/loss_step") or row.get("train/loss") for row in rows), rows[0].keys()
