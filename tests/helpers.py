@@ -46,9 +46,14 @@ def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
 
 
 def run_script(args: list[str], cwd: Path = REPO, timeout: int = 600, env: dict[str, Any] | None = None):
-    """Run ``python <args>`` in a subprocess with W&B offline; return the CompletedProcess."""
+    """Run ``python <args>`` in a subprocess with W&B offline; return the CompletedProcess.
+    ``env`` entries are added to the environment; a ``None`` value removes that variable."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
-    full_env.update(env or {})
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = str(value)
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
     )

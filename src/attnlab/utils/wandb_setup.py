@@ -21,14 +21,20 @@ log = logging.getLogger(__name__)
 _MODES = ("online", "offline", "disabled")
 
 
-def _logged_in() -> bool:
+def credential_source() -> str | None:
+    """Where W&B would take an API key from: ``"env"`` (``WANDB_API_KEY``, also when it came from
+    ``.env``), ``"netrc"`` (``wandb login``) or None. Only the source is ever recorded, never the key."""
     if os.environ.get("WANDB_API_KEY"):
-        return True
+        return "env"
     try:
         auth = netrc.netrc().authenticators("api.wandb.ai")
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-    return bool(auth and auth[2])
+        return None
+    return "netrc" if auth and auth[2] else None
+
+
+def _logged_in() -> bool:
+    return credential_source() is not None
 
 
 def resolve_wandb_mode(requested: str | None) -> str:
@@ -71,7 +77,8 @@ def finish_wandb(exit_code: int = 0, preempted: bool = False) -> dict[str, str] 
     if wandb is None or getattr(wandb, "run", None) is None:
         return None
     run = wandb.run
-    info = {"id": run.id, "dir": str(Path(run.dir).parent), "mode": "offline" if run.offline else "online"}
+    info = {"id": run.id, "dir": str(Path(run.dir).parent), "mode": "offline" if run.offline else "online",
+            "credentials": credential_source() or "none"}
     if not run.offline:
         info["url"] = run.url or ""
     if preempted:
