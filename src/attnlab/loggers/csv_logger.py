@@ -16,14 +16,24 @@ from pytorch_lightning.loggers.csv_logs import CSVLogger, ExperimentWriter
 
 
 class ContinuingExperimentWriter(ExperimentWriter):
-    """An ``ExperimentWriter`` that knows the columns of a ``metrics.csv`` already on disk."""
+    """An ``ExperimentWriter`` that always writes with the columns the file on disk already has."""
 
-    def __init__(self, log_dir: str) -> None:
-        super().__init__(log_dir=log_dir)
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                header = next(csv.reader(file), [])
-            self.metrics_keys = sorted(set(header))
+    def _header_on_disk(self) -> list[str] | None:
+        if not self._fs.isfile(self.metrics_file_path):
+            return None
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            return next(csv.reader(file), [])
+
+    def save(self) -> None:
+        # Checked at every save, not once: under ddp_spawn the writer is pickled into each stage's
+        # workers, so the copy that writes may know fewer columns than the file has.
+        header = self._header_on_disk() if self.metrics else None
+        if header is not None:
+            columns = sorted(set(header) | set(self.metrics_keys) | set().union(*self.metrics))
+            if columns != header:
+                self._rewrite_with_new_header(columns)
+            self.metrics_keys = columns
+        super().save()
 
     def _check_log_dir_exists(self) -> None:
         # Continuing into an existing directory is the point here, not something to warn about.
