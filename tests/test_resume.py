@@ -1,9 +1,5 @@
-"""Resuming continues the same run: same directory, W&B run, step count and LR schedule.
-
-Known gap (issue 4): the final metrics of 2+2 epochs do not yet equal 4 epochs straight, because on a
-restart Lightning builds the first epoch's train iterator before any hook can give the seeded
-sampler its epoch, so that epoch replays epoch 0's batch order.
-"""
+"""Resuming continues the same run: same directory, W&B run, step count and LR schedule, and
+(deterministic mode, same seed) 2 + 2 epochs end with the same metrics as 4 epochs straight."""
 
 from __future__ import annotations
 
@@ -45,5 +41,9 @@ def test_stop_and_resume_matches_straight_run(tmp_path: Path) -> None:
     assert resumed["wandb"]["id"] == wandb_id == first["wandb"]["id"]
     assert resumed["choices"]["attention"] == "additive"
     assert resumed["epochs"] == reference["epochs"] == 4
-    # The LR schedule continued where it stopped instead of restarting its warm-up.
-    assert resumed["metrics"]["train/loss_epoch"] == pytest.approx(reference["metrics"]["train/loss_epoch"], rel=0.1)
+    # Same batches, dropout masks and LR schedule as the straight run, so the same numbers: a
+    # replayed epoch-0 order or a restarted warm-up would move these in the first digits.
+    compared = [k for k in reference["metrics"] if k.startswith(("train/loss", "val/"))]
+    assert {"train/loss_epoch", "val/loss", "val/bleu"} <= set(compared), sorted(reference["metrics"])
+    for key in compared:
+        assert resumed["metrics"][key] == pytest.approx(reference["metrics"][key], rel=1e-5, abs=1e-6), key

@@ -225,6 +225,12 @@ class BucketBatchSampler(BatchSampler):
         return isinstance(s, RandomSampler) or bool(getattr(s, "shuffle", False))
 
     def __iter__(self) -> Iterator[list[int]]:
+        # A generator, so the order is drawn at the first batch, not when the iterator is made: on a
+        # resume Lightning makes the train iterator before it gives the sampler the resumed epoch,
+        # and an eager order would replay epoch 0 (2+2 epochs would then differ from 4 straight).
+        yield from self._batches()
+
+    def _batches(self) -> list[list[int]]:
         indices = list(self.sampler)
         if self.bucketing:
             size = self.bucket_size or max(1, len(indices))
@@ -237,7 +243,7 @@ class BucketBatchSampler(BatchSampler):
             batches.pop()
         if self.bucketing and self.shuffles():
             random.Random(self.seed * 1_000_003 + self.epoch + 7).shuffle(batches)
-        return iter(batches)
+        return batches
 
     def __len__(self) -> int:
         n = len(self.sampler)  # type: ignore[arg-type]
