@@ -33,6 +33,20 @@ def test_help_and_cfg_job_do_not_import_torch(args: list[str]) -> None:
         assert "_target_: attnlab" in proc.stdout
 
 
+def test_help_shows_overrides_groups_and_leaves_hydra_help_to_hydra() -> None:
+    proc = run_script(["train.py", "experiment=detection", "--help"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "python train.py model=cnn_attn data=coco" in proc.stdout  # usage
+    assert "trainer: cpu, ddp, ddp_cpu, default, gpu, mps" in proc.stdout  # groups from conf/
+    assert "wandb_sweep" not in proc.stdout.split("== Config ==")[0]  # W&B specs are not a Hydra group
+    assert "_target_: attnlab.data.coco.CocoDataModule" in proc.stdout  # the override was composed
+    proc = run_script(["train.py", "--hydra-help"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "hydra/launcher:" in proc.stdout and "joblib" in proc.stdout  # Hydra's own help, with plugins
+    proc = run_script(["eval.py", "--help"], timeout=120)
+    assert proc.returncode == 0 and "python eval.py ckpt_path=" in proc.stdout, proc.stderr
+
+
 def test_model_data_mismatch_fails_before_torch_with_the_fix() -> None:
     proc = run_script(["-c", _NO_TORCH.format(args=["model=cnn_attn", "data=translation"])], timeout=120)
     out = proc.stdout + proc.stderr

@@ -98,5 +98,9 @@ def _hydra_entry(cfg: DictConfig) -> Any:
 
 def main() -> None:
     """Console entry point (``attnlab-eval``, ``python eval.py``)."""
+    from attnlab.cli_help import print_fast_help
+
     ensure_project_root_env()
+    if print_fast_help("eval", sys.argv[1:], config_dir()):
+        return
     _hydra_entry()

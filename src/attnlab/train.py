@@ -267,7 +267,11 @@ def main() -> None:
     """Console entry point (``attnlab-train``, ``python train.py``)."""
     from attnlab.resume import resume_argv
 
+    from attnlab.cli_help import print_fast_help
+
     ensure_project_root_env()
+    if print_fast_help("train", sys.argv[1:], config_dir()):
+        return
     _load_dotenv()
     sys.argv[1:] = resume_argv(sys.argv[1:])
     _hydra_entry()
