@@ -187,6 +187,8 @@ def test_every_section_tiny(key: str, tiny: BenchSettings, tmp_path: Path) -> No
         assert len(result["targets"]) == 2
     if key == "startup":
         assert {t["unit"] for t in result["targets"]} == {"s", "x"}
+    if key == "sweep":  # both sweeps ran their 2 jobs to "ok" (the section raises otherwise)
+        assert [f["unit"] for f in result["figures"]] == ["s", "s", "x"] and len(result["targets"]) == 1
 
 
 @pytest.mark.slow

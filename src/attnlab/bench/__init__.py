@@ -9,6 +9,7 @@ see :mod:`attnlab.bench.report`):
     decoding     greedy / beam search sentences/s, batched vs one sentence at a time
     evaluation   COCO evaluation time per backend (shared fixture, synthetic 1000-image set)
     startup      train.py --help / --cfg job wall time, process start -> first training step
+    sweep        a 2-job sweep one job after the other vs two at once (hydra/launcher=joblib)
 
 Importing this package is cheap (no torch); sections import what they need when they run.
 """
@@ -16,6 +17,8 @@ Importing this package is cheap (no torch); sections import what they need when 
 from __future__ import annotations
 
 #: Section keys in the order they run and are reported.
-SECTIONS: tuple[str, ...] = ("overhead", "attention", "throughput", "decoding", "evaluation", "startup")
+SECTIONS: tuple[str, ...] = (
+    "overhead", "attention", "throughput", "decoding", "evaluation", "startup", "sweep",
+)
 
 __all__ = ["SECTIONS"]
