@@ -41,7 +41,11 @@ def plot_main_metric(records: Sequence[RunRecord], path: Path) -> Path | None:
         ax.set_title(f"{task}: {metric} by attention")
         ax.set_ylabel(metric)
         ax.set_xlabel("attention")
-        ax.set_ylim(0, max(max(means) * 1.15, 1e-6))
+        top = max(means) * 1.15
+        if top <= 0:
+            # All zero (e.g. a debug=limit smoke sweep): show the metric's natural scale, not 0..1e-6.
+            top = 100.0 if any(name in metric for name in ("bleu", "chrf")) else 1.0
+        ax.set_ylim(min(0.0, min(means) * 1.15), top)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -11,6 +11,8 @@ from attnlab.compare.records import RunRecord
 # Hyper-parameters shown when present (the rest stay in metrics.json).
 HPARAM_COLUMNS = ("model.optimizer.lr", "model.net.hidden_dim", "model.net.dropout", "trainer.max_epochs")
 METRIC_COLUMNS = ("test/bleu", "test/chrf", "test/bleu_len_gt20", "test/map", "test/map_50", "test/map_75")
+SHORT_LABELS = {"model.optimizer.lr": "lr", "model.net.hidden_dim": "hidden", "model.net.dropout": "dropout",
+                "trainer.max_epochs": "epochs", "test/bleu_len_gt20": "test/bleu >20w"}
 
 
 def table_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:
@@ -51,7 +53,9 @@ def print_table(header: list[str], rows: list[list[str]], title: str) -> None:
 
     table = Table(title=title)
     for col in header:
-        table.add_column(col, overflow="fold")
+        # Identity columns never wrap (a run name broken over two lines is hard to read); the
+        # config keys get short labels on the terminal (Markdown and CSV keep the full keys).
+        table.add_column(SHORT_LABELS.get(col, col), overflow="fold", no_wrap=col in ("run", "task", "attention"))
     for row in rows:
         table.add_row(*row)
     Console(width=200).print(table)
