@@ -26,7 +26,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from attnlab.evaluation.coco_eval import EVAL_BACKENDS, STAT_NAMES, CocoDetectionMetric
 from attnlab.models.detector import build_detector
@@ -287,6 +287,11 @@ class DetectionTask(pl.LightningModule):
         log_detection_media(self, wandb_loggers)
 
     # ------------------------------------------------------------------ optimisation
+    def compile_targets(self) -> dict[str, nn.Module]:
+        """What ``compile.enabled=true`` compiles: the backbone (CNN, FPN and the attention block),
+        where the compute is; the heads' box decoding and NMS are data-dependent Python."""
+        return {"net.detector.backbone": self.net.detector.backbone}
+
     def configure_optimizers(self) -> Any:
         make_optimizer = _config_to_partial(self.hparams.optimizer)
         make_scheduler = _config_to_partial(self.hparams.scheduler)

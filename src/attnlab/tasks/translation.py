@@ -20,7 +20,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics.aggregation import SumMetric
 
@@ -268,6 +268,13 @@ class TranslationTask(pl.LightningModule):
         log_translation_media(self, wandb_loggers)
 
     # ------------------------------------------------------------------ optimisation
+    def compile_targets(self) -> dict[str, nn.Module]:
+        """What ``compile.enabled=true`` compiles: the modules every decoder step calls. The whole
+        model would be re-traced for every target length, since its decoder loop runs in Python."""
+        decoder = self.model.decoder
+        return {"decoder.attention": decoder.attention, "decoder.cells": decoder.cells,
+                "decoder.combine": decoder.combine, "decoder.out": decoder.out}
+
     def configure_optimizers(self) -> Any:
         if self.hparams.optimizer is None:
             raise ValueError("TranslationTask needs an optimizer (a functools.partial, e.g. hydra `_partial_: true`)")
