@@ -47,3 +47,46 @@ def test_stop_and_resume_matches_straight_run(tmp_path: Path) -> None:
     assert {"train/loss_epoch", "val/loss", "val/bleu"} <= set(compared), sorted(reference["metrics"])
     for key in compared:
         assert resumed["metrics"][key] == pytest.approx(reference["metrics"][key], rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_records_the_interrupt_and_resumes(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM mid-training: last.ckpt is written, the run is recorded as interrupted
+    (W&B run finished as preempted), and resuming from it finishes the same run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .helpers import REPO
+
+    run_dir = tmp_path / "run"
+    args = [*TINY_TRANSLATION, "trainer.max_epochs=500", "test=false", "extras.print_config=false",
+            "callbacks.rich_progress_bar=null", "callbacks.early_stopping=null", f"paths.log_dir={tmp_path / 'logs'}",
+            f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    first_ckpt_time = last.stat().st_mtime
+    time.sleep(1.0)  # now somewhere in a later epoch
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    record = _metrics(run_dir)
+    assert record["status"] == "interrupted", out[-3000:]
+    assert "SIGTERM" in (record["error"] or "") or "SIGTERM" in out
+    assert last.stat().st_mtime > first_ckpt_time  # written at the interrupt, not just the epoch-end copy
+    interrupted_step = record["global_step"]
+    assert interrupted_step > 0 and record["wandb"]["id"]
+
+    proc2 = run_script(["train.py", f"ckpt_path={last}", f"trainer.max_epochs={record['epochs'] + 2}"])
+    assert proc2.returncode == 0, proc2.stderr[-3000:]
+    resumed = _metrics(run_dir)
+    assert resumed["status"] == "ok"
+    assert resumed["wandb"]["id"] == record["wandb"]["id"]
+    assert resumed["global_step"] > interrupted_step

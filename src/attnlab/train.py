@@ -112,14 +112,21 @@ def _hparams_for_record(cfg: DictConfig) -> dict[str, Any]:
     return keep
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float | None], dict[str, Any]]:
+def train(
+    cfg: DictConfig, progress: dict[str, Any] | None = None
+) -> tuple[dict[str, float | None], dict[str, Any]]:
     """Train (and test) the model the config describes; return the final metrics and the objects built.
+
+    ``progress``, when given, receives the run info and the trainer as soon as they exist, so that a
+    caller can still record how far a run got when it fails or is interrupted.
 
     Raises :class:`attnlab.errors.AttnlabError` for user errors before anything heavy runs.
     """
+    progress = {} if progress is None else progress
     choices = hydra_choices()
     task = check_task_compatibility(cfg, choices)
     run = build_run_info(cfg, task, choices, hydra_override_dirname())
+    progress["run"] = run
     output_dir = _output_dir(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
     if cfg.extras.get("enforce_tags") and not cfg.get("tags"):
@@ -162,6 +169,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float | None], dict[str, Any]]:
         cfg.get("logger"), name=run.name, tags=run.tags, id=_new_wandb_id(output_dir)
     )
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    progress["trainer"] = trainer
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["choices"] = run.choices
@@ -233,16 +241,19 @@ def run_job(cfg: DictConfig) -> float | None:
     metrics: dict[str, float | None] = {}
     extra: dict[str, Any] = {}
     run: RunInfo | None = None
+    progress: dict[str, Any] = {}
     try:
-        metrics, objects = train(cfg)
+        metrics, objects = train(cfg, progress)
         run, extra = objects["run"], objects["record"]
     except (KeyboardInterrupt, SystemExit) as exc:
         # Lightning turns Ctrl-C into SystemExit(1) and SIGTERM into SIGTERMException (a SystemExit),
         # after CheckpointOnInterrupt saved last.ckpt: mark the W&B run preempted and record it.
+        run, metrics, extra = _progress_record(cfg, progress)
         _finish("interrupted", cfg, run, metrics, type(exc).__name__, started, extra)
         raise
     except Exception as exc:  # noqa: BLE001 - recorded, then reported or re-raised below
         error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        run, metrics, extra = _progress_record(cfg, progress)
         _finish("failed", cfg, run, metrics, error, started, extra)
         if _is_multirun():
             log.exception("Job failed; the sweep goes on")
@@ -255,6 +266,21 @@ def run_job(cfg: DictConfig) -> float | None:
     value = metrics.get(str(cfg.monitor.metric))
     log.info("%s = %s", cfg.monitor.metric, value)
     return value
+
+
+def _progress_record(
+    cfg: DictConfig, progress: dict[str, Any]
+) -> tuple[RunInfo | None, dict[str, float | None], dict[str, Any]]:
+    """How far a run that ended early got: its run info, the metrics logged so far, epoch and step,
+    and the checkpoint to resume from (when one was written)."""
+    run, trainer = progress.get("run"), progress.get("trainer")
+    if trainer is None:
+        return run, {}, {}
+    metrics = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
+    last = _output_dir(cfg) / "checkpoints" / "last.ckpt"
+    extra = {"epochs": trainer.current_epoch, "global_step": trainer.global_step,
+             "hparams": _hparams_for_record(cfg), "resume_from": str(last) if last.is_file() else None}
+    return run, metrics, extra
 
 
 def _finish(
