@@ -49,7 +49,8 @@ class SweepSummary(Callback):
 
         table = Table(title=f"Sweep {sweep_dir}")
         for col in ("job", "status", "run", "metric", "value", "error"):
-            table.add_column(col)
+            # The run name is what tells the jobs apart: never truncate it; the error folds instead.
+            table.add_column(col, no_wrap=col == "run", overflow="fold" if col == "error" else "ellipsis")
         for rec in rows:
             monitor = (rec.get("monitor") or {}).get("metric", "")
             value = (rec.get("metrics") or {}).get(monitor)
@@ -61,6 +62,8 @@ class SweepSummary(Callback):
                 "" if value is None else f"{value:.4f}",
                 (rec.get("error") or "")[:120],
             )
-        Console().print(table)
+        console = Console()
+        # Logs and CI capture the output: rich would assume 80 columns there.
+        (console if console.is_terminal else Console(width=160)).print(table)
         failed = sum(rec.get("status") != "ok" for rec in rows)
         log.info("Sweep done: %d ok, %d failed (%s)", len(rows) - failed, failed, sweep_dir)
