@@ -50,6 +50,7 @@ from attnlab.data.coco_index import (
 from attnlab.data.detection_transforms import boxes_to_original, build_detection_transforms, collate_detection
 from attnlab.data.errors import DataError
 from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco, read_meta
+from attnlab.utils.plain import plain
 
 log = logging.getLogger(__name__)
 
@@ -144,19 +145,8 @@ def predictions_to_coco_results(
     return results
 
 
-def _plain(value: Any) -> Any:
-    """OmegaConf containers -> plain dicts/lists (Hydra passes DictConfig unless _convert_)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra
-        return value
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
 def _normalise_splits(splits: Mapping[str, Any]) -> dict[str, dict[str, str] | None]:
-    splits = _plain(splits)
+    splits = plain(splits)
     if not isinstance(splits, Mapping):
         raise DataError(f"data.splits must be a mapping of train/val/test, got {splits!r}")
     unknown = sorted(set(splits) - set(SPLIT_NAMES))
@@ -222,7 +212,7 @@ class CocoDataModule(pl.LightningDataModule):
         self.root = Path(os.path.expanduser(str(root))).absolute()
         self.default_root = Path(os.path.expanduser(str(default_root))).absolute() if default_root else None
         self.splits = _normalise_splits(splits)
-        self.synthetic = ShapesConfig.from_dict(_plain(synthetic) or {})
+        self.synthetic = ShapesConfig.from_dict(plain(synthetic) or {})
         self.image_size = image_size
         self.resize = resize
         self.batch_size = int(batch_size)

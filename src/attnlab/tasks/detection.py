@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,23 +28,14 @@ from torch import Tensor, nn
 
 from attnlab.evaluation.coco_eval import EVAL_BACKENDS, STAT_NAMES, CocoDetectionMetric
 from attnlab.models.detector import build_detector
+from attnlab.tasks.schedule import optimizers_config
+from attnlab.utils.plain import plain
 
 __all__ = ["DetectionTask"]
 
 log = logging.getLogger(__name__)
 
 Batch = tuple[list[Tensor], list[dict[str, Any]]]
-
-
-def _plain(obj: Any) -> Any:
-    """OmegaConf containers -> plain dicts/lists (Hydra passes nested config nodes as DictConfig)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return obj
-    if isinstance(obj, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(obj, resolve=True)
-    return obj
 
 
 _PRIMITIVES = (str, int, float, bool, type(None))
@@ -62,9 +51,9 @@ def _partial_to_config(obj: Any) -> Any:
     """
     if not isinstance(obj, functools.partial) or obj.args:
         return obj
-    kwargs = {k: _plain(v) for k, v in obj.keywords.items()}  # hydra may leave ListConfig values
+    kwargs = {k: plain(v) for k, v in obj.keywords.items()}  # hydra may leave ListConfig values
 
-    def plain(value: Any) -> bool:
+    def primitive(value: Any) -> bool:
         items = value if isinstance(value, (list, tuple)) else [value]
         return all(isinstance(x, _PRIMITIVES) for x in items)
 
@@ -73,7 +62,7 @@ def _partial_to_config(obj: Any) -> Any:
         importable = _locate(target) is obj.func
     except (ImportError, AttributeError):
         importable = False
-    if not importable or not all(plain(v) for v in kwargs.values()):
+    if not importable or not all(primitive(v) for v in kwargs.values()):
         return obj
     return {"_target_": target, **{k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
 
@@ -155,10 +144,10 @@ class DetectionTask(pl.LightningModule):
         super().__init__()
         # Plain containers before save_hyperparameters() (which reads these locals), so the
         # checkpoint's hparams do not depend on OmegaConf objects.
-        attention = dict(_plain(attention))
-        net = dict(_plain(net) or {})
-        class_names = [str(n) for n in _plain(class_names)]
-        category_ids = list(_plain(category_ids))
+        attention = dict(plain(attention))
+        net = dict(plain(net) or {})
+        class_names = [str(n) for n in plain(class_names)]
+        category_ids = list(plain(category_ids))
         if len(class_names) != num_classes - 1 or len(category_ids) != num_classes - 1:
             raise ValueError(
                 f"num_classes={num_classes} counts the background, so class_names and category_ids need "
@@ -168,8 +157,8 @@ class DetectionTask(pl.LightningModule):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         if eval_backend not in EVAL_BACKENDS:
             raise ValueError(f"eval_backend must be one of {EVAL_BACKENDS}, got {eval_backend!r}")
-        optimizer = _partial_to_config(_plain(optimizer))
-        scheduler = _partial_to_config(_plain(scheduler))
+        optimizer = _partial_to_config(plain(optimizer))
+        scheduler = _partial_to_config(plain(scheduler))
         self.save_hyperparameters()
         self.net = build_detector(num_classes, attention, **net)
         self.val_coco = CocoDetectionMetric(backend=eval_backend, category_ids=category_ids)
@@ -300,24 +289,4 @@ class DetectionTask(pl.LightningModule):
         # Frozen layers of a pretrained backbone have requires_grad=False: leave them out.
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = make_optimizer(params=params)
-        if make_scheduler is None:
-            return optimizer
-        scheduler = make_scheduler(optimizer=optimizer, **self._schedule_length_kwargs(make_scheduler))
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval, "frequency": 1},
-        }
-
-    def _schedule_length_kwargs(self, scheduler: Callable[..., Any]) -> dict[str, int]:
-        """``total_steps`` (OneCycleLR) / ``T_max`` (cosine) from the trainer when the partial lacks them."""
-        func = getattr(scheduler, "func", scheduler)
-        given = set(getattr(scheduler, "keywords", {}) or {})
-        try:
-            params = inspect.signature(func).parameters
-        except (TypeError, ValueError):
-            return {}
-        total = self.trainer.estimated_stepping_batches if self.hparams.scheduler_interval == "step" \
-            else self.trainer.max_epochs
-        if total is None or not math.isfinite(float(total)) or total <= 0:
-            return {}
-        return {name: int(total) for name in ("total_steps", "T_max") if name in params and name not in given}
+        return optimizers_config(optimizer, make_scheduler, self.hparams.scheduler_interval, self.trainer)

@@ -12,9 +12,7 @@ Logged metrics:
 
 from __future__ import annotations
 
-import inspect
 import logging
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,24 +23,15 @@ from torch.nn import functional as F
 from torchmetrics.aggregation import SumMetric
 
 from attnlab.models.seq2seq import Hypotheses, Seq2Seq
+from attnlab.tasks.schedule import optimizers_config
 from attnlab.tasks.translation_metrics import TranslationMetrics
+from attnlab.utils.plain import plain
 
 __all__ = ["TranslationTask"]
 
 log = logging.getLogger(__name__)
 
 Batch = dict[str, Any]
-
-
-def _plain(obj: Any) -> Any:
-    """OmegaConf containers -> plain dicts/lists (Hydra passes nested config nodes as DictConfig)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return obj
-    if isinstance(obj, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(obj, resolve=True)
-    return obj
 
 
 class TranslationTask(pl.LightningModule):
@@ -96,8 +85,8 @@ class TranslationTask(pl.LightningModule):
         super().__init__()
         # Plain containers before save_hyperparameters() (which reads these locals), so the
         # checkpoint's hparams do not depend on OmegaConf objects.
-        attention = dict(_plain(attention))
-        net = dict(_plain(net) or {})
+        attention = dict(plain(attention))
+        net = dict(plain(net) or {})
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         self.save_hyperparameters()
@@ -279,26 +268,4 @@ class TranslationTask(pl.LightningModule):
         if self.hparams.optimizer is None:
             raise ValueError("TranslationTask needs an optimizer (a functools.partial, e.g. hydra `_partial_: true`)")
         optimizer = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
-            return optimizer
-        scheduler = self.hparams.scheduler(optimizer=optimizer, **self._schedule_length_kwargs(self.hparams.scheduler))
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval, "frequency": 1},
-        }
-
-    def _schedule_length_kwargs(self, scheduler: Callable[..., Any]) -> dict[str, int]:
-        """``total_steps`` (OneCycleLR) / ``T_max`` (cosine) from the trainer when the partial lacks them."""
-        func = getattr(scheduler, "func", scheduler)
-        given = set(getattr(scheduler, "keywords", {}) or {})
-        try:
-            params = inspect.signature(func).parameters
-        except (TypeError, ValueError):
-            return {}
-        if self.hparams.scheduler_interval == "step":
-            total = self.trainer.estimated_stepping_batches
-        else:
-            total = self.trainer.max_epochs
-        if total is None or not math.isfinite(float(total)) or total <= 0:
-            return {}
-        return {name: int(total) for name in ("total_steps", "T_max") if name in params and name not in given}
+        return optimizers_config(optimizer, self.hparams.scheduler, self.hparams.scheduler_interval, self.trainer)
