@@ -43,3 +43,13 @@ def _torch_threads():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: with 2 threads on a shared 2-core machine, thread hand-offs cost 10-30x the math.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``; ``_torch_threads`` restores."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield

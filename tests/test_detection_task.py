@@ -25,13 +25,7 @@ NET = dict(min_size=64, max_size=64, fpn_channels=64, small_cnn_widths=[16, 32, 
            attention_levels=["c4"], score_thresh=0.05)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: with 2 threads on a shared 2-core machine, thread hand-offs cost 10-30x the math."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ TINY = dict(min_size=64, max_size=64, fpn_channels=32, small_cnn_widths=(16, 32,
 NUM_CLASSES = 4  # 3 classes + background
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: with 2 threads on a shared 2-core machine, thread hand-offs cost 10-30x the math."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(n: int = 2, size: int = 64) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
