@@ -40,17 +40,13 @@ class ExactResume(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Applied here rather than at load time: work done in between (model set-up, the sanity
-        # check) would otherwise shift the streams relative to the uninterrupted run.
-        resumed = self._pending is not None
-        if resumed:
+        # check) would otherwise shift the streams relative to the uninterrupted run. Without a
+        # resume, Lightning's own set_epoch before each epoch's first batch is all the samplers need.
+        if self._pending is not None:
             _set_rng_states(self._pending)
             self._pending = None
-        self._sync_sampler_epochs(trainer)
-        if resumed:
+            self._sync_sampler_epochs(trainer)
             self._remake_train_iterator(trainer)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sync_sampler_epochs(trainer)
 
     @staticmethod
     def _remake_train_iterator(trainer: pl.Trainer) -> None:

@@ -31,24 +31,30 @@ class Memory:
     """What the decoder attends over, computed once per batch.
 
     Attributes:
-        keys: (B, S, H) attention keys: the encoder states projected to the decoder size.
-        values: (B, S, 2H) attention values: the encoder states themselves.
-        mask: (B, S) bool, True at real source tokens.
-        prepared: the same keys, values and mask with the attention block's key-side work done once
-            (``Attention.prepare``), so that each decoder step only does the query side.
+        prepared: keys (B, S, H) -- the encoder states projected to the decoder size --, values
+            (B, S, 2H) -- the encoder states themselves -- and mask (B, S) (True at real source
+            tokens), with the attention block's key-side work done once (``Attention.prepare``),
+            so that each decoder step only does the query side.
     """
 
-    keys: Tensor
-    values: Tensor
-    mask: Tensor
     prepared: PreparedKeys
+
+    @property
+    def keys(self) -> Tensor:
+        return self.prepared.keys
+
+    @property
+    def values(self) -> Tensor:
+        return self.prepared.values
+
+    @property
+    def mask(self) -> Tensor:
+        assert self.prepared.mask is not None  # Decoder.memory always passes one
+        return self.prepared.mask
 
     def index_select(self, index: Tensor) -> Memory:
         """Rows ``index`` (N,) of every tensor (used to expand over beams)."""
-        # ``prepared`` holds these same keys, values and mask: select them once, not twice.
-        prepared = self.prepared.index_select(index)
-        assert prepared.mask is not None
-        return Memory(prepared.keys, prepared.values, prepared.mask, prepared)
+        return Memory(self.prepared.index_select(index))
 
 
 @dataclass
@@ -190,7 +196,7 @@ class Decoder(nn.Module):
     def memory(self, encoder_outputs: Tensor, mask: Tensor) -> Memory:
         """Encoder outputs (B, S, 2H) and mask (B, S) -> the :class:`Memory` every step attends over."""
         keys = self.key_proj(encoder_outputs)
-        return Memory(keys, encoder_outputs, mask, self.attention.prepare(keys, encoder_outputs, mask))
+        return Memory(self.attention.prepare(keys, encoder_outputs, mask))
 
     def _attend(self, query: Tensor, memory: Memory, need_weights: bool) -> tuple[Tensor, Tensor | None]:
         """query (N, H) -> context (N, out_dim), weights (N, S) or None.
