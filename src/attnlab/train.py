@@ -196,9 +196,7 @@ def train(
     objects["record"] = {
         "train_seconds": round(train_seconds, 2),
         "best_model_path": getattr(trainer.checkpoint_callback, "best_model_path", None) or None,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "hparams": _hparams_for_record(cfg),
+        **_progress_fields(cfg, trainer),
     }
     return metrics, objects
 
@@ -278,9 +276,12 @@ def _progress_record(
         return run, {}, {}
     metrics = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
     last = _output_dir(cfg) / "checkpoints" / "last.ckpt"
-    extra = {"epochs": trainer.current_epoch, "global_step": trainer.global_step,
-             "hparams": _hparams_for_record(cfg), "resume_from": str(last) if last.is_file() else None}
-    return run, metrics, extra
+    return run, metrics, {**_progress_fields(cfg, trainer), "resume_from": str(last) if last.is_file() else None}
+
+
+def _progress_fields(cfg: DictConfig, trainer: Any) -> dict[str, Any]:
+    """The ``metrics.json`` fields every run has, however it ended: epoch, step, hyper-parameters."""
+    return {"epochs": trainer.current_epoch, "global_step": trainer.global_step, "hparams": _hparams_for_record(cfg)}
 
 
 def _finish(

@@ -39,7 +39,9 @@ except ImportError:  # pragma: no cover
 from attnlab.bench.report import figure, section, target
 from attnlab.bench.settings import BenchSettings
 
-__all__ = ["FirstStepTimer", "TARGET_FIRST_STEP_RATIO", "TARGET_HELP_SECONDS", "TITLE", "run", "time_command"]
+__all__ = [
+    "FirstStepTimer", "TARGET_FIRST_STEP_RATIO", "TARGET_HELP_SECONDS", "TITLE", "run", "run_process", "time_command",
+]
 
 TITLE = "6. Start-up"
 TARGET_HELP_SECONDS = 1.0
@@ -88,7 +90,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: Sequence[str], timeout: float, cwd: Path) -> tuple[float, subprocess.CompletedProcess[str] | None, float]:
+def run_process(cmd: Sequence[str], timeout: float, cwd: Path) -> tuple[float, subprocess.CompletedProcess[str] | None, float]:
     """Run ``cmd`` in its own process group; (seconds, completed process or None on timeout, spawn time).
 
     The group is killed afterwards so that nothing it started (e.g. a W&B service) outlives it.
@@ -116,7 +118,7 @@ def time_command(cmd: Sequence[str], repeats: int, cwd: Path, timeout: float = 1
     """Wall seconds of ``repeats`` runs of ``cmd`` (each must exit 0)."""
     samples = []
     for _ in range(repeats):
-        seconds, done, _ = _run(cmd, timeout, cwd)
+        seconds, done, _ = run_process(cmd, timeout, cwd)
         if done is None:
             raise RuntimeError(f"{' '.join(cmd)} timed out after {timeout:.0f} s")
         if done.returncode != 0:
@@ -135,7 +137,7 @@ def first_step_seconds(task: str, extra: Sequence[str], scratch: Path, cwd: Path
         f"+callbacks.first_step.path={marker.as_posix()}", "+callbacks.first_step.exit_after=true",
         f"paths.log_dir={(scratch / 'logs').as_posix()}", *extra,
     ]
-    seconds, done, spawned = _run(cmd, timeout, cwd)
+    seconds, done, spawned = run_process(cmd, timeout, cwd)
     if not marker.is_file():
         why = "timed out" if done is None else f"exited {done.returncode}"
         tail = "" if done is None else " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])

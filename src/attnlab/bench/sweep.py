@@ -49,7 +49,7 @@ def _statuses(sweep_dir: Path) -> list[str]:
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Time the same 2-job sweep with both launchers, alternating; the ratio and its target."""
     from attnlab.bench.harness import tiny_overrides
-    from attnlab.bench.startup import _run
+    from attnlab.bench.startup import run_process
     from attnlab.project import project_root
 
     started = time.perf_counter()
@@ -64,7 +64,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         for launcher in ("basic", "joblib"):  # alternating, so drifting load hits both alike
             sweep_dir = scratch / f"{launcher}_{i}"
             cmd = _sweep_command(launcher, sweep_dir, steps, overrides)
-            seconds, done, _ = _run(cmd, timeout=settings.pick(full=1800.0, quick=600.0, tiny=600.0), cwd=repo)
+            seconds, done, _ = run_process(cmd, timeout=settings.pick(full=1800.0, quick=600.0, tiny=600.0), cwd=repo)
             statuses = _statuses(sweep_dir)
             if done is None or done.returncode != 0 or statuses != ["ok", "ok"]:
                 tail = "" if done is None else " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
