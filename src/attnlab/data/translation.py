@@ -16,6 +16,7 @@ Both build their source and target tokenizers from the training split only (cach
     src_text       list[str]          the normalised source sentences
     tgt_text       list[str]          the normalised reference translations (for BLEU)
     src_num_words  LongTensor (B,)    whitespace words in src_text (for BLEU by length)
+    index          LongTensor (B,)    each pair's position in its split (test outputs in reference order)
 
 Batches are bucketed by length: the training order is shuffled, cut into mega-batches of
 ``bucket_factor * batch_size`` examples, each sorted by length and cut into batches, and the
@@ -88,6 +89,7 @@ class TranslationDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {
+            "index": i,  # position in the split: test outputs are written back in reference order
             "src_ids": self.src_ids[i],
             "tgt_ids": self.tgt_ids[i],
             "src_text": self.src_text[i],
@@ -143,6 +145,8 @@ class TranslationCollator:
             "src_text": src_text,
             "tgt_text": [it["tgt_text"] for it in items],
             "src_num_words": torch.tensor([len(x.split()) for x in src_text], dtype=torch.long),
+            **({"index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
+               if all("index" in it for it in items) else {}),
         }
 
 

@@ -159,7 +159,8 @@ class DetectionTask(pl.LightningModule):
             raise ValueError(f"eval_backend must be one of {EVAL_BACKENDS}, got {eval_backend!r}")
         optimizer = _partial_to_config(plain(optimizer))
         scheduler = _partial_to_config(plain(scheduler))
-        self.save_hyperparameters()
+        # logger=False: train.py logs the resolved config once; these would repeat it, flattened.
+        self.save_hyperparameters(logger=False)
         self.net = build_detector(num_classes, attention, **net)
         self.val_coco = CocoDetectionMetric(backend=eval_backend, category_ids=category_ids)
         self.test_coco = CocoDetectionMetric(backend=eval_backend, category_ids=category_ids)
@@ -252,6 +253,35 @@ class DetectionTask(pl.LightningModule):
         self.log(f"{split}/map_50", float(values["map_50"]), prog_bar=True, sync_dist=True)
         self.log_dict({f"{split}/{k}": float(values[k]) for k in STAT_NAMES if k not in ("map", "map_50")},
                       sync_dist=True)
+
+    def test_outputs(self) -> dict[str, Any]:
+        """The test detections as COCO results in the data set's own image and category ids, with what
+        to score them against (call on all ranks before the test metric is reset: collective under DDP)."""
+        with self.test_coco.sync_context():
+            results = self.test_coco.results()
+            state = self.test_coco.seen_image_ids  # a list of tensors, or one tensor once synced
+            if isinstance(state, list):
+                state = torch.cat(state) if state else torch.zeros(0, dtype=torch.int64)
+            seen = set(state.tolist())
+        datamodule = self.trainer.datamodule
+        to_dataset = datamodule.to_dataset_image_id("test")
+        evaluated = sorted(seen & set(to_dataset)) if self._limited("test") else sorted(to_dataset)
+        return {
+            "task": "detection",
+            "detections": [dict(r, image_id=to_dataset[r["image_id"]]) for r in results],
+            "annotation_file": str(datamodule.split("test").annotation_file),
+            "image_ids": [to_dataset[i] for i in evaluated],
+            "category_ids": list(self.hparams.category_ids),
+            "all_images": not self._limited("test"),
+        }
+
+    # ------------------------------------------------------------------ cost
+    #: What training throughput counts (:meth:`batch_units`), for the cost figures.
+    throughput_unit = "images"
+
+    def batch_units(self, batch: Batch) -> tuple[int, int]:
+        """(images, images) in a batch."""
+        return len(batch[0]), len(batch[0])
 
     # ------------------------------------------------------------------ prediction
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:

@@ -25,12 +25,20 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-__all__ = ["attention_figure", "box_data", "log_detection_media", "query_position", "to_uint8_image"]
+__all__ = ["attention_figure", "box_data", "log_detection_media", "pad_to", "query_position", "to_uint8_image"]
 
 
 def to_uint8_image(image: Tensor) -> np.ndarray:
     """``(3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8."""
     return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def pad_to(pixels: np.ndarray, height: int, width: int, fill: int = 128) -> np.ndarray:
+    """``(h, w, 3)`` uint8 padded at the bottom and right to ``(height, width, 3)`` with grey: pixel
+    box coordinates stay valid, and W&B shows a list of images only when they share one size."""
+    out = np.full((height, width, 3), fill, dtype=np.uint8)
+    out[: pixels.shape[0], : pixels.shape[1]] = pixels
+    return out
 
 
 def box_data(
@@ -129,6 +137,7 @@ def _log_detection_media(task: Any, wandb_loggers: Sequence[Any]) -> None:
     thresh = float(task.hparams.media_score_thresh)
 
     box_images, attention_images = [], []
+    height, width = max(int(img.shape[-2]) for img in images), max(int(img.shape[-1]) for img in images)
     for img, target, det, img_maps in zip(images, targets, detections, maps):
         keep = det["scores"] >= thresh
         pixels = to_uint8_image(img)
@@ -143,7 +152,8 @@ def _log_detection_media(task: Any, wandb_loggers: Sequence[Any]) -> None:
                 "class_labels": class_labels,
             },
         }
-        box_images.append(wandb.Image(pixels, boxes=boxes, caption=f"image {target['image_id']}"))
+        box_images.append(wandb.Image(pad_to(pixels, height, width), boxes=boxes,
+                                      caption=f"image {target['image_id']}"))
         if img_maps:
             figure = attention_figure(pixels, img_maps, title=f"image {target['image_id']}: where position x attends")
             attention_images.append(wandb.Image(figure, caption=f"image {target['image_id']}"))

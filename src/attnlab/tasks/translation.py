@@ -89,7 +89,9 @@ class TranslationTask(pl.LightningModule):
         net = dict(plain(net) or {})
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
-        self.save_hyperparameters()
+        # logger=False: the hparams hold both tokenizers as JSON (hundreds of KB); they belong in the
+        # checkpoint, not in the W&B config, which train.py fills with the resolved config instead.
+        self.save_hyperparameters(logger=False)
         self.model = Seq2Seq(
             src_vocab_size,
             tgt_vocab_size,
@@ -108,6 +110,9 @@ class TranslationTask(pl.LightningModule):
         self._tgt_tokenizer: Any = None
         # (source, reference, hypothesis, source words) of the first validation sentences, for the W&B table.
         self.val_samples: list[tuple[str, str, str, int]] = []
+        # (position in the test split, hypothesis, reference) of this rank's test sentences: test_outputs().
+        self._test_outputs: list[tuple[int, str, str]] = []
+        self._test_outputs_indexed = True
 
     # ------------------------------------------------------------------ tokenizers
     @property
@@ -232,11 +237,38 @@ class TranslationTask(pl.LightningModule):
         self.val_nll_sum.reset()
         self.val_tokens.reset()
 
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = []
+        self._test_outputs_indexed = True
+
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         loss, _, _ = self._losses(batch)
         self.log("test/loss", loss, on_epoch=True, sync_dist=True, batch_size=batch["src"].size(0))
         hyps = self.ids_to_text(self.decode(batch, self.hparams.beam_size).tokens)
         self.test_metrics.update(hyps, batch["tgt_text"], batch["src_num_words"])
+        # Batches come in length order: the dataset position puts hypotheses back in reference order.
+        # Without one, batch order is kept (still the same for every run on the same data).
+        if "index" in batch:
+            positions = batch["index"].tolist()
+        else:
+            self._test_outputs_indexed = False
+            start = self.global_rank * 2**40 + len(self._test_outputs)
+            positions = list(range(start, start + len(hyps)))
+        self._test_outputs.extend(zip(positions, hyps, batch["tgt_text"]))
+
+    def test_outputs(self) -> dict[str, Any]:
+        """The test split's hypotheses and references in reference order, gathered from every rank
+        (call on all ranks after the test batches): what :mod:`attnlab.runs.test_outputs` keeps."""
+        from attnlab.tasks.gather import gather_lists
+
+        rows = sorted(dict((pos, (hyp, ref)) for pos, hyp, ref in gather_lists(self._test_outputs)).items())
+        return {
+            "task": "translation",
+            "hypotheses": [hyp for _, (hyp, _) in rows],
+            "references": [ref for _, (_, ref) in rows],
+            "order": "reference" if rows and self._test_outputs_indexed else "test batches",
+            "bleu_tokenize": self.hparams.bleu_tokenize,
+        }
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_metrics)
@@ -247,6 +279,14 @@ class TranslationTask(pl.LightningModule):
         # sync_dist only silences Lightning's epoch-level warning: the values agree on every rank.
         self.log(f"{split}/bleu", values.pop("bleu"), prog_bar=True, sync_dist=True)
         self.log_dict({f"{split}/{k}": v for k, v in values.items()}, sync_dist=True)
+
+    # ------------------------------------------------------------------ cost
+    #: What training throughput counts (:meth:`batch_units`), for the cost figures.
+    throughput_unit = "tokens"
+
+    def batch_units(self, batch: Batch) -> tuple[int, Tensor]:
+        """(sentences, target tokens) in a batch; the token count stays on the device (no host sync)."""
+        return batch["src"].size(0), (batch["tgt_out"] != self.hparams.pad_id).sum()
 
     # ------------------------------------------------------------------ media
     def log_media(self, wandb_loggers: Sequence[Any]) -> None:

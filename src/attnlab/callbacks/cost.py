@@ -1,0 +1,153 @@
+"""What a run costs, logged next to how good it is: ``cost/*`` metrics in every logger (so in the W&B
+summary and, through the trainer's metrics, in ``metrics.json``).
+
+=============================  ================================================================
+``cost/params_total``          every parameter of the model
+``cost/params_attention``      parameters of the attention block (the shared ``Attention`` module,
+                               with its detection wrapper: projection, norm); 0 for ``none``
+``cost/train_wall_s``          training wall time so far (validation included)
+``cost/train_steps``           optimizer steps taken by this process (a resumed run counts anew)
+``cost/steps_per_s``           optimizer steps per second of training-loop time (validation excluded)
+``cost/train_<unit>_per_s``    ``tokens`` (target tokens, translation) or ``images`` (detection) per
+                               second of training-loop time, summed over DDP ranks
+``cost/peak_rss_mb``           peak resident memory of the process (``getrusage``; max over ranks)
+``cost/peak_gpu_mem_mb``       ``torch.cuda.max_memory_allocated`` (CUDA only; max over ranks)
+``cost/test_ms_per_<example>`` test wall time per ``sentence`` / ``image``, batched as the test loader
+                               batches (decoding or detection plus its metric update, no data loading)
+=============================  ================================================================
+
+The task says what its batches hold through ``batch_units(batch) -> (examples, units)`` and the
+``throughput_unit`` attribute; a task without them gets parameter, time and memory figures only.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+_EXAMPLE = {"tokens": "sentence", "images": "image"}
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def attention_parameters(model: nn.Module) -> int:
+    """Parameters inside the attention block(s): the outermost ``Attention`` or ``SpatialSelfAttention``
+    modules (shared parameters counted once)."""
+    from attnlab.attention import Attention
+    from attnlab.models.spatial_attention import SpatialSelfAttention
+
+    seen: set[int] = set()
+    count = 0
+    for module in model.modules():
+        if isinstance(module, (Attention, SpatialSelfAttention)):
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    count += p.numel()
+    return count
+
+
+class CostRecorder(pl.Callback):
+    """Log the ``cost/*`` figures of the module docstring: training ones at the end of every training
+    epoch (the last one is the run's), test ones at the end of the test epoch."""
+
+    def __init__(self) -> None:
+        self._train_start = 0.0
+        self._val_start: float | None = None
+        self._val_s = 0.0
+        self._start_step = 0
+        self._units: Any = 0
+        self._test_s = 0.0
+        self._test_examples = 0
+        self._test_batch_start = 0.0
+
+    # ------------------------------------------------------------------ training
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._train_start = time.perf_counter()
+        self._val_s = 0.0
+        self._start_step = trainer.global_step
+        self._units = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        units = getattr(pl_module, "batch_units", None)
+        if units is not None:
+            # A device tensor for token counts: summed without a host sync per step.
+            self._units = self._units + units(batch)[1]
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Validation inside fit (its time is not training-loop time); not sanity checks, not validate().
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._val_start is not None:
+            self._val_s += time.perf_counter() - self._val_start
+            self._val_start = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        wall = time.perf_counter() - self._train_start
+        loop_s = max(wall - self._val_s, 1e-9)
+        steps = trainer.global_step - self._start_step
+        self._log(pl_module, "mean", {
+            "cost/params_total": sum(p.numel() for p in pl_module.parameters()),
+            "cost/params_attention": attention_parameters(pl_module),
+            "cost/train_steps": steps,
+            "cost/steps_per_s": steps / loop_s,
+        })
+        self._log(pl_module, "max", {"cost/train_wall_s": wall, **self._memory(pl_module)})
+        unit = getattr(pl_module, "throughput_unit", None)
+        if unit:
+            self._log(pl_module, "sum", {f"cost/train_{unit}_per_s": float(self._units) / loop_s})
+
+    # ------------------------------------------------------------------ test
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._test_s, self._test_examples = 0.0, 0
+
+    def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int,
+                            dataloader_idx: int = 0) -> None:
+        self._sync(pl_module)
+        self._test_batch_start = time.perf_counter()
+
+    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._sync(pl_module)
+        self._test_s += time.perf_counter() - self._test_batch_start
+        units = getattr(pl_module, "batch_units", None)
+        if units is not None:
+            self._test_examples += int(units(batch)[0])
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        example = _EXAMPLE.get(getattr(pl_module, "throughput_unit", ""), "example")
+        if self._test_examples:
+            self._log(pl_module, "mean", {f"cost/test_ms_per_{example}": 1000.0 * self._test_s / self._test_examples})
+        self._log(pl_module, "max", self._memory(pl_module))
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _sync(pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    @staticmethod
+    def _memory(pl_module: pl.LightningModule) -> dict[str, float]:
+        out = {"cost/peak_rss_mb": _peak_rss_mb()}
+        if pl_module.device.type == "cuda":
+            out["cost/peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
+        return out
+
+    @staticmethod
+    def _log(pl_module: pl.LightningModule, reduce: str, values: dict[str, float]) -> None:
+        # sync_dist with the reduction that makes sense for each figure (totals summed, peaks maxed),
+        # so DDP runs log one honest number and Lightning has nothing to warn about.
+        for name, value in values.items():
+            pl_module.log(name, float(value), on_step=False, on_epoch=True, sync_dist=True, reduce_fx=reduce)
