@@ -1,4 +1,7 @@
-"""Hydra callback: at the end of a multirun, print one line per job (status, error, key metric)."""
+"""Hydra callback: at the end of a multirun, print one line per job (status, error, key metric), then
+compare the jobs: seeds aggregated, each attention kind against ``attention=none`` when the sweep
+has it, tables and plots in ``<sweep>/comparison/`` and the whole comparison as one W&B run
+(``job_type=compare``) beside the jobs' runs."""
 
 from __future__ import annotations
 
@@ -15,15 +18,42 @@ log = logging.getLogger(__name__)
 
 def collect_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job's ``metrics.json`` under ``sweep_dir`` (one folder per job), in job order."""
+    from attnlab.utils.metrics_file import METRICS_FILE, read_metrics_file
+
     rows = []
-    for path in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+    for path in sorted(sweep_dir.glob(f"*/{METRICS_FILE}"), key=lambda p: (len(p.parent.name), p.parent.name)):
         try:
-            rec = json.loads(path.read_text())
+            rec = read_metrics_file(path.parent)
         except (OSError, json.JSONDecodeError) as exc:
             rec = {"status": "unreadable", "error": str(exc)}
         rec["job"] = path.parent.name
         rows.append(rec)
     return rows
+
+
+def compare_sweep(config: DictConfig, sweep_dir: Path) -> None:
+    """Aggregate the sweep's seeds, test every kind against ``attention=none`` (when the sweep has
+    it), write ``<sweep>/comparison/`` and log it as a ``job_type=compare`` W&B run (with a W&B
+    logger). Never raises: the jobs' own records are what matter."""
+    try:
+        from attnlab.compare.records import load_records
+        from attnlab.compare.report import build_comparison
+
+        records = load_records([sweep_dir])
+        has_none = any(r.attention == "none" and r.status == "ok" for r in records)
+        comparison = build_comparison(records, sweep_dir.name, "attention=none" if has_none else None)
+        comparison.print()
+        comparison.write(sweep_dir / "comparison")
+        log.info("Comparison written to %s", sweep_dir / "comparison")
+        wandb_cfg = (config.get("logger") or {}).get("wandb")
+        if wandb_cfg is not None:
+            from attnlab.compare.wandb_run import log_comparison_run
+
+            log_comparison_run(comparison, project=str(wandb_cfg.get("project") or "attnlab"),
+                               entity=wandb_cfg.get("entity"), save_dir=str(wandb_cfg.get("save_dir") or "."),
+                               mode=wandb_cfg.get("mode"), name=f"compare-{sweep_dir.name}")
+    except Exception as exc:  # noqa: BLE001 - a comparison must never cost the sweep's records
+        log.warning("The sweep comparison failed (the jobs' records are complete): %s", exc, exc_info=True)
 
 
 class SweepSummary(Callback):
@@ -67,3 +97,5 @@ class SweepSummary(Callback):
         (console if console.is_terminal else Console(width=160)).print(table)
         failed = sum(rec.get("status") != "ok" for rec in rows)
         log.info("Sweep done: %d ok, %d failed (%s)", len(rows) - failed, failed, sweep_dir)
+        if failed < len(rows):
+            compare_sweep(config, sweep_dir)

@@ -33,6 +33,9 @@ class RunRecord:
     monitor: str | None = None
     duration_s: float | None = None
     error: str | None = None
+    seed: int | None = None
+    choices: dict[str, str] = field(default_factory=dict)
+    run_dir: Path | None = None  # the folder holding metrics.json and test_outputs/, when on this machine
 
     @property
     def main_metric(self) -> str | None:
@@ -72,6 +75,9 @@ def record_from_metrics_file(path: Path) -> RunRecord:
         monitor=(data.get("monitor") or {}).get("metric"),
         duration_s=data.get("duration_s"),
         error=data.get("error"),
+        seed=(data.get("hparams") or {}).get("seed"),
+        choices={str(k): str(v) for k, v in choices.items()},
+        run_dir=path.parent,
     )
 
 
@@ -80,6 +86,7 @@ def _record_from_wandb_values(name: str, source: str, config: dict, summary: dic
 
     flat = flatten_scalars({k: v for k, v in config.items() if not k.startswith("_")})
     choices = config.get("choices") or {}
+    output_dir = Path(str(flat.get("paths.output_dir") or "")) if flat.get("paths.output_dir") else None
     metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and "/" in k}
     tags_task = "detection" if any(k.startswith(("val/map", "test/map")) for k in metrics) else "translation"
     return RunRecord(
@@ -89,9 +96,13 @@ def _record_from_wandb_values(name: str, source: str, config: dict, summary: dic
         task=str(config.get("task") or tags_task),
         attention=str(choices.get("attention") or flat.get("attention.kind") or "?"),
         metrics=metrics,
-        hparams={k: v for k, v in flat.items() if k.startswith(("model.", "attention.", "data."))},
+        hparams={k: v for k, v in flat.items() if k.startswith(("model.", "attention.", "data.")) or k == "seed"},
         monitor=(config.get("monitor") or {}).get("metric") if isinstance(config.get("monitor"), dict) else None,
         duration_s=summary.get("_runtime"),
+        seed=config.get("seed"),
+        choices={str(k): str(v) for k, v in choices.items()} if isinstance(choices, dict) else {},
+        # The run folder, when this machine wrote it: its test outputs make significance possible.
+        run_dir=output_dir if output_dir is not None and output_dir.is_dir() else None,
     )
 
 

@@ -12,13 +12,15 @@ definition, so both tasks read alike:
     observed = |system - baseline|;  d_b = system_b - baseline_b for resample b
     p = (1 + #{ |d_b| - mean_b |d_b| > observed }) / (B + 1)
 
-One case is degenerate: two systems with the same output have a zero difference in every
-resample, and that definition (a strict ``>``) then gives the smallest p it can, 1/(B+1), the
-opposite of what identical outputs mean. There is no difference to test, so p is 1.
+One case is degenerate: when the difference is zero in the data and in every resample (two
+systems with the same output, or two that both score 0), that definition (a strict ``>``) gives
+the smallest p it can, 1/(B+1), the opposite of what no difference means. There is no difference
+to test, so p is 1.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -102,9 +104,14 @@ def translation_paired_bootstrap(
         # force: the references may well end in a tokenised " ." (the generated corpus does).
         return BLEU(tokenize=tokenize, smooth_method="none", force=True)
 
-    test = PairedTest([("baseline", list(baseline)), ("system", list(system))], {"BLEU": bleu()}, refs,
-                      test_type="bs", n_samples=n_resamples)
-    _, scores = test()
+    quiet = logging.getLogger("sacrebleu")  # it logs every step at INFO
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        _, scores = PairedTest([("baseline", list(baseline)), ("system", list(system))], {"BLEU": bleu()}, refs,
+                               test_type="bs", n_samples=n_resamples)()
+    finally:
+        quiet.setLevel(level)
     (name,) = [k for k in scores if k != "System"]
     base_result, sys_result = scores[name]
     # The CI of the difference from the resamples sacreBLEU drew (same seed, same indices).
@@ -115,7 +122,8 @@ def translation_paired_bootstrap(
     resampled = [np.array([metric._compute_score_from_stats(s[i].sum(0)).score for i in idxs]) for s in stats]
     diffs = resampled[1] - resampled[0]
     observed = float(sys_result.score - base_result.score)
-    p_value = 1.0 if list(system) == list(baseline) else float(sys_result.p_value)
+    degenerate = observed == 0 and not np.any(diffs)  # see the module docstring
+    p_value = 1.0 if degenerate else float(sys_result.p_value)
     low, high = difference_interval(diffs)
     return PairedResult("bleu", float(base_result.score), float(sys_result.score), observed, low, high, p_value,
                         len(references), n_resamples, "sacreBLEU paired bootstrap")
