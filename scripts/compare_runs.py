@@ -68,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         from attnlab.compare.wandb_run import log_comparison_run
         from attnlab.project import project_root
 
-        run_dir = log_comparison_run(comparison, project=args.wandb_project, entity=args.wandb_entity,
-                                     save_dir=args.wandb_dir or project_root() / "logs")
+        try:
+            run_dir = log_comparison_run(comparison, project=args.wandb_project, entity=args.wandb_entity,
+                                         save_dir=args.wandb_dir or project_root() / "logs")
+        except Exception as exc:  # noqa: BLE001 - the tables and plots above are written either way
+            print(f"error: the comparison was written but not logged to W&B: {exc}", file=sys.stderr)
+            return 1
         if run_dir:
             print(f"logged the comparison as a W&B run (job_type=compare): {run_dir}")
     return 0

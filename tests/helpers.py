@@ -57,3 +57,24 @@ def run_script(args: list[str], cwd: Path = REPO, timeout: int = 600, env: dict[
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
     )
+
+
+def inspect_wandb_run(run_dir: Path) -> dict[str, Any]:
+    """An offline W&B run read back as W&B itself reads it: ``wandb leet inspect --summary --json``
+    (config, summary, tags, name), plus the ``job_type`` from its run record (``--json`` stream)."""
+    import json
+    import shutil
+
+    exe = shutil.which("wandb") or str(Path(sys.executable).parent / "wandb")
+    proc = subprocess.run([exe, "leet", "inspect", "--summary", "--json", str(run_dir)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    stream = subprocess.run([exe, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+                            timeout=120)
+    for line in stream.stdout.splitlines():
+        record = json.loads(line)
+        if record.get("type") == "run":
+            data["job_type"] = record["run"].get("job_type")
+            break
+    return data

@@ -17,7 +17,9 @@ __all__ = ["log_comparison_run"]
 
 
 def _cell(value: Any) -> Any:
-    """W&B table cells: numbers stay numbers, everything else a string."""
+    """W&B table cells: numbers stay numbers, empty cells None (a column keeps one type), the rest strings."""
+    if value is None or value == "":
+        return None
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
@@ -46,7 +48,7 @@ def log_comparison_run(comparison: Comparison, *, project: str = "attnlab", enti
         payload[key] = wandb.Table(columns=header, data=[[_cell(c) for c in row] for row in rows])
     if comparison.baseline:
         header, rows = significance_table(comparison.significance)
-        payload["comparison/significance"] = wandb.Table(columns=header, data=rows)
+        payload["comparison/significance"] = wandb.Table(columns=header, data=[[_cell(c) for c in row] for row in rows])
     for path in comparison.files:
         if path.suffix == ".png":
             payload[f"plots/{path.stem}"] = wandb.Image(str(path))

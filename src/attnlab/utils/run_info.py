@@ -3,8 +3,9 @@
 The run name is ``<task>-<attention>`` plus the overrides that tell this run apart, kept short
 (at most :data:`MAX_NAME_LENGTH` characters) because it is a W&B run name and a table row:
 
-* data file paths (``data.train_src=/data/multi30k/train.de`` ...) are left out: the data choice is
-  a tag, and every run of a comparison reads the same files; other paths show their base name;
+* where the data is (``data.train_src=/data/multi30k/train.de``, ``data.format``, TSV columns ...)
+  is left out: the data choice is a tag, and every run of a comparison reads the same files;
+  other paths show their base name;
 * in a multirun, overrides given one value for the whole sweep are left out (they are the same for
   every job); swept and sampled ones stay (``translation-dot_seed=2``);
 * keys show their last part (``lr=0.001`` for ``model.optimizer.lr``) unless two would read alike;
@@ -100,8 +101,9 @@ def split_overrides(joined: str) -> list[str]:
     return [item for item in items if item]
 
 
-# Data keys that name files or folders even when the value has no slash (``data.train_src=train.de``).
-_DATA_PATH_KEYS = ("_src", "_tgt", "_tsv", "root", "_file", "_dir", "annotations", "images")
+# Data keys that say where the data is and how to read it (files, folders, format, TSV columns), even
+# when the value has no slash (``data.train_src=train.de``): the same for every run of a comparison.
+_DATA_SOURCE_KEYS = ("_src", "_tgt", "_tsv", "root", "_file", "_dir", "annotations", "images", "format", "_col")
 
 
 def _is_path(value: str) -> bool:
@@ -117,7 +119,7 @@ def name_parts(overrides: Iterable[str], constant: Iterable[str] = ()) -> list[s
         key = key.lstrip("+~")
         if key in _NAME_SKIP or key in constant:
             continue
-        if key.startswith("data.") and (_is_path(value) or key.endswith(_DATA_PATH_KEYS)):
+        if key.startswith("data.") and (_is_path(value) or key.endswith(_DATA_SOURCE_KEYS)):
             continue
         if _is_path(value):
             value = Path(value.strip("'\"").rstrip("/\\")).name
