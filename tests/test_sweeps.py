@@ -82,9 +82,57 @@ def test_ddp_cpu_two_processes(task: str, tmp_path: Path) -> None:
     assert record["status"] == "ok"
     key = "test/bleu" if task == "translation" else "test/map"
     assert record["metrics"][key] is not None
+    # Both ranks' test outputs gathered into one file by rank 0; cost figures reduced over the ranks.
+    from attnlab.runs.test_outputs import read_test_outputs
+
+    outputs = read_test_outputs(run_dir)
+    assert outputs is not None
+    if task == "translation":
+        assert len(outputs.hypotheses) == len(outputs.references) > 0 and outputs.order == "reference"
+    else:
+        assert len(outputs.image_ids) > 0
+    assert record["metrics"]["cost/steps_per_s"] > 0 and record["metrics"]["cost/peak_rss_mb"] > 0
     # W&B logged from rank zero only: exactly one offline run.
     assert len(list((tmp_path / "logs" / "wandb").glob("offline-run-*"))) == 1
     with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert any(row.get(key) for row in rows), "test metric missing from metrics.csv"
     assert any(row.get("train/loss_step") or row.get("train/loss") for row in rows), rows[0].keys()
+
+
+@pytest.mark.slow
+def test_readme_seed_sweep_compares_at_the_end_and_with_compare_runs(tmp_path: Path) -> None:
+    """The README's seed sweep (2 kinds x 2 seeds x both tasks here, debug=limit): every job keeps its
+    test outputs and cost, the sweep ends with the comparison (tables, significance, a compare W&B
+    run), and compare_runs.py gives the same comparison from the folder."""
+    from .helpers import inspect_wandb_run
+
+    sweep, logs = tmp_path / "sweep", tmp_path / "logs"
+    proc = run_script([
+        "train.py", "-m", "experiment=translation,detection", "attention=additive,none", "seed=1,2", "debug=limit",
+        "torch_threads=1", *QUIET, f"paths.log_dir={logs}", f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={sweep}",
+    ], timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = _jobs(sweep)
+    assert len(jobs) == 8 and all(j["status"] == "ok" for j in jobs)
+    assert sorted(j["run_name"] for j in jobs) == sorted(
+        f"{task}-{kind}_seed={seed}" for task in ("translation", "detection") for kind in ("additive", "none")
+        for seed in (1, 2))
+    assert all((sweep / str(i) / "test_outputs" / "outputs.json").is_file() for i in range(8))
+    assert all(j["metrics"]["cost/params_attention"] == 0 for j in jobs if j["choices"]["attention"] == "none")
+    out = proc.stdout + proc.stderr
+    assert out.count(" vs none: ") == 2 and (sweep / "comparison" / "comparison.md").is_file()
+    compare_runs = [inspect_wandb_run(d) for d in (logs / "wandb").glob("offline-run-*")]
+    assert [r["job_type"] for r in compare_runs].count("compare") == 1 and len(compare_runs) == 9
+
+    proc = run_script(["scripts/compare_runs.py", str(sweep), "--baseline", "attention=none", "--out",
+                       str(tmp_path / "cmp"), "--no-wandb-run"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "translation: runs that differ only in seed" in proc.stdout
+    assert "detection: runs that differ only in seed" in proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if " vs none: " in line]
+    assert len(lines) == 2 and all("paired by seed" in line for line in lines), lines
+    for name in ("comparison.md", "comparison.csv", "aggregated.csv", "significance.csv",
+                 "main_metric_by_attention.png", "quality_vs_cost_translation.png", "quality_vs_cost_detection.png"):
+        assert (tmp_path / "cmp" / name).is_file(), name

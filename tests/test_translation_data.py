@@ -21,7 +21,7 @@ from attnlab.data.translation import (
 )
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-BATCH_KEYS = {"src", "src_mask", "src_lengths", "tgt_in", "tgt_out", "src_text", "tgt_text", "src_num_words"}
+BATCH_KEYS = {"src", "src_mask", "src_lengths", "tgt_in", "tgt_out", "src_text", "tgt_text", "src_num_words", "index"}
 
 
 def small_dm(tmp_path: Path, **kw) -> TranslationDataModule:
@@ -123,6 +123,9 @@ def test_batch_format(tmp_path: Path) -> None:
     assert torch.equal(tgt_in[:, 1:], shifted)  # teacher forcing: the same ids shifted by one
     assert torch.equal((tgt_in != PAD_ID).sum(1), tgt_len)
     assert EOS_ID not in tgt_in and BOS_ID not in tgt_out and BOS_ID not in src
+    # Each pair's position in its split (test outputs are written back in reference order).
+    dataset = dm.train_dataloader().dataset
+    assert [dataset.tgt_text[i] for i in batch["index"].tolist()] == batch["tgt_text"]
     assert batch["src_num_words"].tolist() == [len(t.split()) for t in batch["src_text"]]
     # The ids decode back to the reference text.
     assert [dm.tgt_tokenizer.decode(row) for row in tgt_out] == batch["tgt_text"]

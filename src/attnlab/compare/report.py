@@ -13,7 +13,13 @@ from typing import Sequence
 
 from attnlab.compare.aggregate import RunGroup, group_runs
 from attnlab.compare.records import RunRecord
-from attnlab.compare.significance import SignificanceRow, compare_to_baseline, format_line, parse_baseline
+from attnlab.compare.significance import (
+    NO_MATCHING_BASELINE,
+    SignificanceRow,
+    compare_to_baseline,
+    format_line,
+    parse_baseline,
+)
 
 __all__ = ["Comparison", "build_comparison"]
 
@@ -40,8 +46,13 @@ class Comparison:
             print_table(header, rows, title=f"{task}: runs that differ only in seed (mean ± std, min–max)")
         if self.baseline:
             print(f"Significance against {self.baseline} (paired bootstrap; * = p < 0.05):")
+            unmatched = [row for row in self.significance if row.note == NO_MATCHING_BASELINE]
             for row in self.significance:
-                print("  " + format_line(row))
+                if row.note != NO_MATCHING_BASELINE:
+                    print("  " + format_line(row))
+            if unmatched:
+                # An Optuna search makes one group per trial: a line each would bury the rest.
+                print(f"  {len(unmatched)} configuration(s) have no {self.baseline} run with the same settings")
             if not self.significance:
                 print(f"  no task has both {self.baseline} runs and others to compare")
 

@@ -23,7 +23,9 @@ from attnlab.compare.aggregate import RunGroup, setting_of
 from attnlab.compare.records import RunRecord
 from attnlab.evaluation.significance import ALPHA, PairedResult
 
-__all__ = ["SignificanceRow", "compare_to_baseline", "format_line", "parse_baseline"]
+__all__ = ["NO_MATCHING_BASELINE", "SignificanceRow", "compare_to_baseline", "format_line", "parse_baseline"]
+
+NO_MATCHING_BASELINE = "no baseline run with the same settings"
 
 
 @dataclass
@@ -82,8 +84,7 @@ def compare_to_baseline(groups: Sequence[RunGroup], spec: str, n_resamples: int 
             signature = setting_of(group.records[0], leave_out=(key,))
             base = next((b for b in baselines if setting_of(b.records[0], leave_out=(key,)) == signature), None)
             if base is None:
-                rows.append(SignificanceRow(task, group.label, f"{key}={value}", None, "",
-                                            "no baseline run with the same settings"))
+                rows.append(SignificanceRow(task, group.label, f"{key}={value}", None, "", NO_MATCHING_BASELINE))
                 continue
             rows.append(_compare(task, group, base, n_resamples, cache))
     return rows
