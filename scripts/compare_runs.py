@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", type=Path, help="sweep folders, run folders or W&B offline run folders")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from W&B's public API instead")
-    parser.add_argument("--out", type=Path, help="where to write the tables and plots (default: <first path>/comparison)")
+    parser.add_argument("--out", type=Path,
+                        help="where to write the tables and plots (default: <first path>/comparison)")
     parser.add_argument("--baseline", default="attention=none", metavar="KEY=VALUE",
                         help="the runs every other kind is tested against, per task (default: attention=none; "
                              "'off' skips the significance tests)")

@@ -104,7 +104,8 @@ def test_run_name_of_a_multi30k_style_command_is_short() -> None:
             for side, lang in (("src", "de"), ("tgt", "en")))]
     assert len(_dirname(text)) > 300
     assert build_name(_dirname(text)) == "translation-additive"
-    tsv = ["data=translation_files", "data.format=tsv", *(f"data.{s}_tsv={root}/{s}.tsv" for s in ("train", "val", "test")),
+    tsv = ["data=translation_files", "data.format=tsv",
+           *(f"data.{s}_tsv={root}/{s}.tsv" for s in ("train", "val", "test")),
            "data.tsv_src_col=0", "data.tsv_tgt_col=1", "data.lowercase=true", "data.max_len=80"]
     assert build_name(_dirname(tsv)) == "translation-additive_lowercase=true,max_len=80"
     # More settings than fit: cut to 80 characters, ending in a hash that keeps names apart.

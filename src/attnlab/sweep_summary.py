@@ -42,7 +42,7 @@ def compare_sweep(config: DictConfig, sweep_dir: Path) -> None:
         records = load_records([sweep_dir])
         has_none = any(r.attention == "none" and r.status == "ok" for r in records)
         comparison = build_comparison(records, sweep_dir.name, "attention=none" if has_none else None)
-        comparison.print()
+        comparison.print(runs=False)  # the sweep's table of jobs is just above
         comparison.write(sweep_dir / "comparison")
         log.info("Comparison written to %s", sweep_dir / "comparison")
         wandb_cfg = (config.get("logger") or {}).get("wandb")

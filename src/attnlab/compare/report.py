@@ -35,12 +35,13 @@ class Comparison:
     significance: list[SignificanceRow] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
 
-    def print(self) -> None:
-        """The aggregated table of each task and the significance lines, on the terminal."""
+    def print(self, runs: bool = True) -> None:
+        """The table of runs (``runs``), the aggregated table of each task and the significance lines."""
         from attnlab.compare.table import aggregated_rows, print_table, table_rows
 
-        header, rows = table_rows(self.records)
-        print_table(header, rows, title=f"{len(self.records)} runs")
+        if runs:
+            header, rows = table_rows(self.records)
+            print_table(header, rows, title=f"{len(self.records)} runs")
         for task in self.tasks:
             header, rows = aggregated_rows([g for g in self.groups if g.task == task])
             print_table(header, rows, title=f"{task}: runs that differ only in seed (mean ± std, min–max)")
