@@ -176,3 +176,17 @@ def test_detection_run_keeps_coco_results_in_the_data_sets_ids(tmp_path: Path) -
     assert again.map() == pytest.approx(record["metrics"]["test/map"], abs=1e-4)
     assert all(record["metrics"].get(key) is not None for key in (*COST, "cost/train_images_per_s",
                                                                     "cost/test_ms_per_image"))
+
+
+def test_peak_memory_is_each_runs_own_in_one_process() -> None:
+    """Jobs of a sequential sweep share a process: the peak is reset when a run starts training."""
+    import numpy as np
+
+    from attnlab.callbacks.cost import _peak_rss_mb, _reset_peak_rss
+
+    block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+    before = _peak_rss_mb()
+    del block
+    if not _reset_peak_rss():
+        pytest.skip("this kernel has no resettable high-water mark (/proc/self/clear_refs)")
+    assert _peak_rss_mb() < before - 200

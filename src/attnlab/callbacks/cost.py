@@ -10,11 +10,17 @@ summary and, through the trainer's metrics, in ``metrics.json``).
 ``cost/steps_per_s``           optimizer steps per second of training-loop time (validation excluded)
 ``cost/train_<unit>_per_s``    ``tokens`` (target tokens, translation) or ``images`` (detection) per
                                second of training-loop time, summed over DDP ranks
-``cost/peak_rss_mb``           peak resident memory of the process (``getrusage``; max over ranks)
-``cost/peak_gpu_mem_mb``       ``torch.cuda.max_memory_allocated`` (CUDA only; max over ranks)
+``cost/peak_rss_mb``           peak resident memory from the start of training (max over ranks; see below)
+``cost/peak_gpu_mem_mb``       ``torch.cuda.max_memory_allocated`` from the start of training (CUDA only)
 ``cost/test_ms_per_<example>`` test wall time per ``sentence`` / ``image``, batched as the test loader
                                batches (decoding or detection plus its metric update, no data loading)
 =============================  ================================================================
+
+Peaks are reset when training starts, so the jobs of a sequential sweep (one process) do not
+inherit each other's peak: on Linux the kernel's high-water mark (``VmHWM``) is reset by writing
+5 to ``/proc/self/clear_refs``; the data and model already loaded stay counted, since the mark
+restarts from the current resident size. Where that is not possible the peak is the process's
+whole lifetime (``getrusage``).
 
 The task says what its batches hold through ``batch_units(batch) -> (examples, units)`` and the
 ``throughput_unit`` attribute; a task without them gets parameter, time and memory figures only.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -34,7 +41,26 @@ from torch import nn
 _EXAMPLE = {"tokens": "sentence", "images": "image"}
 
 
+_PROC_STATUS, _PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def _reset_peak_rss() -> bool:
+    """Restart the kernel's high-water mark of resident memory from the current size (Linux >= 4.0)."""
+    try:
+        _PROC_CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def _peak_rss_mb() -> float:
+    """Peak resident memory in MiB: ``VmHWM`` where the kernel has it, else ``getrusage``'s lifetime peak."""
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
@@ -69,6 +95,17 @@ class CostRecorder(pl.Callback):
         self._test_s = 0.0
         self._test_examples = 0
         self._test_batch_start = 0.0
+        self._peaks_reset = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Once per run (fit, then test, share the peak): the run's own peak, not an earlier job's.
+        if self._peaks_reset:
+            return
+        self._peaks_reset = True
+        _reset_peak_rss()
+        device = trainer.strategy.root_device  # the module may not be on it yet
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
 
     # ------------------------------------------------------------------ training
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

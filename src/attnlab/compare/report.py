@@ -13,6 +13,7 @@ from typing import Sequence
 
 from attnlab.compare.aggregate import RunGroup, group_runs
 from attnlab.compare.records import RunRecord
+from attnlab.evaluation.significance import ALPHA
 from attnlab.compare.significance import (
     NO_MATCHING_BASELINE,
     SignificanceRow,
@@ -93,9 +94,12 @@ class Comparison:
             lines += markdown_table(*aggregated_rows([g for g in self.groups if g.task == task])) + [""]
         if self.baseline:
             lines += [f"## Significance against {self.baseline}", "",
-                      "Paired bootstrap; **bold** with `*`: significant at p < 0.05.", ""]
+                      f"Paired bootstrap; **bold** with `*`: significant at p < {ALPHA}. The bootstrap resamples test "
+                      "items, so it measures test-set noise; seed-to-seed spread is the std in the table above.", ""]
             header, rows = significance_table(self.significance)
-            rows = [[f"**{c}**" if row[9] == "*" and c else c for c in row] for row in rows]
+            marker = header.index(f"p < {ALPHA}")
+            rows = [[f"**{c}**" if row[marker] == "*" and c and i != marker else c for i, c in enumerate(row)]
+                    for row in rows]
             lines += markdown_table(header, rows) + [""]
         lines += ["## Runs", ""] + markdown_table(*table_rows(self.records)) + [""]
         lines += [f"![{p.stem}]({p.name})" for p in plots]
