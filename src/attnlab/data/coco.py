@@ -342,12 +342,11 @@ class CocoDataModule(pl.LightningDataModule):
 
     def _check_files(self, name: str, split: CocoSplit) -> CocoSplit:
         key = f"data.splits.{name}.images"
-        paths = split.paths()
         signature = check_split_files(split.file_names(), split.images_dir, split.annotation_file, key)
         verify = self.verify_images if self.verify_images is not None else len(split) <= VERIFY_AUTO_MAX_IMAGES
         if verify:
             memo = self.cache_dir / "verified_images" if self.cache_dir is not None else None
-            if verify_images(paths, split.sizes(), signature, memo, split.annotation_file, key):
+            if verify_images(split.paths(), split.sizes(), signature, memo, split.annotation_file, key):
                 log.info("%s split: decoded all %d images (data.verify_images)", name, len(split))
         stats = split.stats
         if name != "train" and stats["gt_boxes_not_crowd"] == 0:

@@ -61,8 +61,9 @@ def check_split_files(
     missing: list[str] = []
     outside: list[str] = []
     subdirs: dict[str, str] = {}
+    folder = os.path.join(images_dir, "")
     for i, name in enumerate(names):
-        path = os.path.join(images_dir, name)
+        path = folder + name  # names are relative and stay inside (coco_index.check_file_names)
         try:
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):
@@ -79,9 +80,8 @@ def check_split_files(
             missing.append(path)
             continue
         signature[i] = (st.st_size, st.st_mtime_ns, st.st_ino)
-        sub = os.path.dirname(name)
-        if sub and sub not in subdirs:
-            subdirs[sub] = name
+        if os.sep in name:
+            subdirs.setdefault(os.path.dirname(name), name)
     for sub, name in subdirs.items():  # a linked sub-folder moves every file under it
         real = os.path.realpath(os.path.join(images_dir, sub))
         if not (real + os.sep).startswith(inside):

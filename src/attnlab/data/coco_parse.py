@@ -78,7 +78,7 @@ class IdColumn:
     else as a Python list; ``values`` is one or the other."""
 
     def __init__(self, values: list[Any]) -> None:
-        self.is_int = all(type(v) is int for v in values)  # noqa: E721 - bool is not an id
+        self.is_int = set(map(type, values)) <= {int}  # bool is not an id
         self.values: np.ndarray | list[Any] = np.asarray(values, dtype=np.int64) if self.is_int else list(values)
 
     def __len__(self) -> int:
@@ -131,10 +131,18 @@ class CocoColumns:
     info: dict[str, Any]
 
 
-def _number_or_nan(value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return float("nan")
+def _numbers_or_nan(values: list[Any]) -> np.ndarray:
+    """float64 of each value that is a number (not a bool), NaN for the others."""
+    if set(map(type, values)) <= {int, float}:  # the usual case, converted in one go
+        return np.array(values, dtype=np.float64)
+    return np.array([float(v) if type(v) in (int, float) else np.nan for v in values], dtype=np.float64)
+
+
+def _flags(values: list[Any]) -> np.ndarray:
+    """``bool(value)`` of each value, as a bool array."""
+    if set(map(type, values)) <= {int, bool}:
+        return np.array(values, dtype=bool)
+    return np.array([bool(v) for v in values], dtype=bool)
 
 
 def _reference_error(path: Path, config_key: str | None, why: str) -> DataError:
@@ -196,8 +204,8 @@ def parse_annotation_file(path: str | os.PathLike[str], config_key: str | None =
         ann_image=ann_image,
         ann_category=ann_category,
         ann_bbox=ann_bbox,
-        ann_crowd=np.array([bool(a.iscrowd) for a in anns], dtype=bool),
-        ann_area=np.array([_number_or_nan(a.area) for a in anns], dtype=np.float64),
+        ann_crowd=_flags([a.iscrowd for a in anns]),
+        ann_area=_numbers_or_nan([a.area for a in anns]),
         ann_ids=IdColumn([a.id for a in anns]),
         categories=[{"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in data.categories],
         info=info,
