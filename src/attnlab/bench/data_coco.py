@@ -200,7 +200,7 @@ def _steps_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
     """Default detection config, steps/s with 0 and 2 DataLoader workers (interleaved)."""
     from attnlab.bench.harness import prepare_job, run_lightning, tiny_overrides
 
-    steps, warmup, repeats = settings.pick((60, 10, 3), (30, 5, 2), (6, 2, 1))
+    steps, warmup, repeats = settings.pick((40, 8, 3), (25, 5, 2), (6, 2, 1))
     extra = tiny_overrides("detection", settings.workdir) if settings.tiny else []
     rates: dict[int, list[float]] = {0: [], 2: []}
     for _ in range(repeats):

@@ -66,8 +66,11 @@ def file_digest(path: str | os.PathLike[str], memo_dir: Path | None) -> str:
                 return str(record["sha256"])
         except (OSError, ValueError, KeyError):
             pass  # unreadable memo: hash again
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:  # (hashlib.file_digest is Python >= 3.11)
+        while chunk := f.read(1 << 23):
+            sha.update(chunk)
+    digest = sha.hexdigest()
     if memo is not None:
         try:
             memo_dir.mkdir(parents=True, exist_ok=True)

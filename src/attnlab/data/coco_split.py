@@ -187,8 +187,9 @@ class CocoIndexCache:
 
     def _key(self, annotation_file: Path, images_dir: str, train_digest: str | None) -> tuple[str, str]:
         digest = self.store.digest(annotation_file)
-        return digest, settings_key("coco-index", INDEX_VERSION, CLEANING, digest, train_digest or digest,
-                                    os.path.realpath(images_dir))
+        key = settings_key("coco-index", INDEX_VERSION, CLEANING, digest, train_digest or digest,
+                           os.path.realpath(images_dir))
+        return digest, f"{Path(annotation_file).stem}-{key}"  # the file's name, for whoever lists the cache
 
     def train(self, annotation_file: Path, images_dir: str, ann_key: str | None = None,
               images_key: str | None = None) -> tuple[CocoSplit, LabelSpace, str]:
