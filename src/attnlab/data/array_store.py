@@ -96,7 +96,10 @@ class StoredArrays:
     @classmethod
     def open(cls, folder: Path) -> StoredArrays:
         meta = json.loads((folder / _META).read_text())
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in meta["arrays"]}
+        # Plain ndarray views of the maps: the memmap subclass adds work to every slice a
+        # DataLoader takes per item, and nothing here needs its file methods.
+        arrays = {name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+                  for name in meta["arrays"]}
         return cls(arrays, meta["meta"], folder)
 
     def __reduce__(self) -> tuple[Any, ...]:
