@@ -29,9 +29,11 @@ from attnlab.data.errors import DataError
 
 __all__ = ["VERIFY_AUTO_MAX_IMAGES", "check_images_exist", "check_split_files", "verify_images"]
 
-#: ``data.verify_images: null`` decodes every image of splits up to this size. Measured: ~0.4 ms
-#: per 128 px JPEG (the shapes set, 2,400 images: ~1 s once) and ~1.5 ms per 640x480 COCO JPEG at
-#: draft scale on 1 core, so COCO's 5,000-image val split costs a few seconds, once.
+#: ``data.verify_images: null`` decodes every image of splits up to this size. Measured on 1 core
+#: with the machine at load ~15 (a quiet one is ~3x faster): 1.4 ms per 128 px shapes JPEG (the
+#: default set's 2,400 images: ~3 s, once) and 8 ms per 640x480 JPEG at draft scale (18 ms fully
+#: decoded), so COCO's 5,000-image val split costs ~20 s on 2 cores once, then nothing until a
+#: file changes.
 VERIFY_AUTO_MAX_IMAGES = 5000
 
 
