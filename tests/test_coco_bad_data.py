@@ -186,7 +186,10 @@ def test_empty_val_split_is_a_warning_when_nothing_monitors_it(tmp_path: Path, c
     assert f"{val_json} (the val split) has no boxes to score" in caplog.text
 
 
-def test_coco_eval_rejects_detections_of_unknown_categories(tmp_path: Path) -> None:
+def test_coco_eval_rejects_detections_of_unknown_categories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``scripts/coco_eval.py GT DETS`` (its ``main``, in process: the script is one call to it)."""
+    from attnlab.evaluation.coco_eval import main
+
     gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
           "annotations": [ann(1, 1, 3, [10, 10, 30, 30])],
           "categories": [{"id": 3, "name": "cat"}]}
@@ -195,11 +198,9 @@ def test_coco_eval_rejects_detections_of_unknown_categories(tmp_path: Path) -> N
             {"image_id": 1, "category_id": 4, "bbox": [50, 50, 10, 10], "score": 0.5}]
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "dets.json").write_text(json.dumps(dets))
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "coco_eval.py"), str(tmp_path / "gt.json"),
-                           str(tmp_path / "dets.json")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stdout
-    assert "2 detection(s) have a category id that is not in the ground truth: [4, 17]" in proc.stderr
-    assert "[3]" in proc.stderr
+    assert main([str(tmp_path / "gt.json"), str(tmp_path / "dets.json")]) == 1
+    err = capsys.readouterr().err
+    assert "2 detection(s) have a category id that is not in the ground truth: [4, 17]" in err and "[3]" in err
 
 
 # ----------------------------------------------------------------------------- row 10: generated sets
@@ -242,6 +243,7 @@ print(json.dumps({"root": str(dm.data_root()), "train_images": len(dm.split("tra
 """
 
 
+@pytest.mark.slow  # three processes importing torch at once; the sequential case above is fast
 def test_two_runs_with_different_settings_at_once_both_work(tmp_path: Path) -> None:
     root = tmp_path / "shapes_coco"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
