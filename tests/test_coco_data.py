@@ -20,86 +20,30 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
+from attnlab.data.array_store import StoredArrays
 from attnlab.data.coco import CocoDataModule, CocoDetectionDataset
-from attnlab.data.coco_index import build_label_space, build_split, load_annotation_file
+from attnlab.data.coco_index import LabelSpace, build_label_space, clean_split
+from attnlab.data.coco_parse import parse_annotation_file
+from attnlab.data.coco_split import CocoSplit
 from attnlab.data.detection_transforms import boxes_to_original, build_detection_transforms
 from attnlab.data.errors import DataError
 from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = {"n_train": 10, "n_val": 4, "n_test": 4, "image_size": 64, "min_object_size": 12, "max_object_size": 30}
-DEFAULT_SPLITS = {
-    s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in ("train", "val", "test")
-}
-ROBOFLOW_SPLITS = {
-    "train": {"images": "train", "annotations": "train/_annotations.coco.json"},
-    "val": {"images": "valid", "annotations": "valid/_annotations.coco.json"},
-    "test": {"images": "test", "annotations": "test/_annotations.coco.json"},
-}
+from tests.coco_helpers import (
+    DEFAULT_SPLITS,
+    REPO,
+    ROBOFLOW_SPLITS,
+    TINY,
+    ann,
+    make_roboflow_export,
+    write_split,
+)
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def write_image(path: Path, width: int, height: int, seed: int = 0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-
-
-def write_split(root: Path, images_dir: str, ann_file: str, images: list[dict], anns: list[dict], cats: list[dict]) -> Path:
-    for k, img in enumerate(images):
-        write_image(root / images_dir / img["file_name"], img["width"], img["height"], seed=k)
-    path = root / ann_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
-    return path
-
-
-def ann(aid: int, image_id: int, cat: int, bbox: list[float], iscrowd: int = 0, area: float | None = None) -> dict:
-    return {"id": aid, "image_id": image_id, "category_id": cat, "bbox": bbox, "iscrowd": iscrowd,
-            "area": bbox[2] * bbox[3] if area is None else area}
-
-
-# Roboflow-style categories: id 0 is the unused supercategory.
-RF_CATS = [
-    {"id": 0, "name": "objects", "supercategory": "none"},
-    {"id": 1, "name": "cat", "supercategory": "objects"},
-    {"id": 2, "name": "dog", "supercategory": "objects"},
-]
-
-
-def make_roboflow_export(root: Path) -> None:
-    """Per-split folders, ids from 0, an unused category 0, and the usual messy boxes."""
-    train_images = [
-        {"id": 0, "file_name": "a.jpg", "width": 80, "height": 60},
-        {"id": 1, "file_name": "b.jpg", "width": 80, "height": 60},
-        {"id": 2, "file_name": "empty.jpg", "width": 80, "height": 60},  # no boxes: not trained on
-        {"id": 3, "file_name": "crowd_only.jpg", "width": 80, "height": 60},
-    ]
-    train_anns = [
-        ann(0, 0, 1, [10, 10, 20, 20]),
-        ann(1, 0, 2, [70, 40, 30, 30]),  # partly outside -> clipped to [70, 40, 80, 60]
-        ann(2, 1, 2, [5, 5, 0, 10]),  # zero width: dropped
-        ann(3, 1, 1, [30, 30, 1, 15]),  # 1 px wide: dropped for training
-        ann(4, 1, 1, [40, 5, 25, 30]),
-        ann(5, 3, 2, [0, 0, 50, 50], iscrowd=1),  # crowd: not a training target
-    ]
-    write_split(root, "train", "train/_annotations.coco.json", train_images, train_anns, RF_CATS)
-    val_images = [
-        {"id": 0, "file_name": "v0.jpg", "width": 80, "height": 60},
-        {"id": 1, "file_name": "v1.jpg", "width": 80, "height": 60},
-        {"id": 2, "file_name": "v_empty.jpg", "width": 80, "height": 60},
-    ]
-    val_anns = [
-        ann(0, 0, 1, [10, 10, 30, 30]),  # annotation id 0: COCOeval would never match it unremapped
-        ann(1, 0, 2, [-5, 20, 25, 20], area=123.0),  # partly outside, area from the file kept
-        ann(2, 1, 2, [20, 10, 40, 40]),
-        ann(3, 1, 1, [0, 0, 80, 60], iscrowd=1),
-    ]
-    write_split(root, "valid", "valid/_annotations.coco.json", val_images, val_anns, RF_CATS)
-    test_images = [{"id": 0, "file_name": "t0.jpg", "width": 80, "height": 60}]
-    write_split(root, "test", "test/_annotations.coco.json", test_images, [ann(0, 0, 2, [1, 2, 30, 40])], RF_CATS)
+def build_split(name: str, path: Path, images_dir: Path, labels: LabelSpace) -> CocoSplit:
+    """One split cleaned in memory (what the cache stores), without the datamodule."""
+    arrays, meta = clean_split(parse_annotation_file(path), images_dir, labels)
+    return CocoSplit(name, str(images_dir), StoredArrays(arrays, meta), labels)
 
 
 def coco_ap(dm: CocoDataModule, split: str, results: list[dict]) -> float:
@@ -185,8 +129,9 @@ def test_default_root_is_generated_and_batches_have_the_documented_format(
                         image_size=96, batch_size=4)
     caplog.set_level(logging.INFO, logger="attnlab.data.coco")
     dm.prepare_data()
-    assert f"generating shapes dataset at {root}" in caplog.text
-    assert (root / "annotations" / "instances_train.json").is_file()
+    assert f"generating shapes dataset at {dm.data_root()}" in caplog.text
+    assert dm.data_root().parent == root and dm.data_root().name.startswith("set-")
+    assert (dm.data_root() / "annotations" / "instances_train.json").is_file()
 
     # Second call: already there with the same settings, nothing regenerated.
     caplog.clear()
@@ -222,13 +167,14 @@ def test_default_root_is_generated_and_batches_have_the_documented_format(
     assert [t["image_id"] for t in a_tgts] == [t["image_id"] for t in b_tgts] == [1, 2]
     assert all(torch.equal(x, y) for x, y in zip(a_imgs, b_imgs))
 
-    # Changed generator settings at the default root: the (generated) set is rebuilt.
+    # Changed generator settings at the default root: a set of its own, the first one left as it was.
     caplog.clear()
     dm2 = CocoDataModule(root=str(root), default_root=str(root), splits=DEFAULT_SPLITS,
                          synthetic={**TINY, "n_train": 6})
     dm2.prepare_data()
-    assert "settings changed" in caplog.text
-    assert len(json.loads((root / "annotations" / "instances_train.json").read_text())["images"]) == 6
+    assert f"generating shapes dataset at {dm2.data_root()}" in caplog.text and dm2.data_root() != dm.data_root()
+    assert len(json.loads((dm2.data_root() / "annotations" / "instances_train.json").read_text())["images"]) == 6
+    assert len(json.loads((dm.data_root() / "annotations" / "instances_train.json").read_text())["images"]) == 10
 
 
 def test_missing_user_root_is_an_error_and_nothing_is_generated(tmp_path: Path) -> None:
@@ -259,12 +205,12 @@ def test_roboflow_export_with_zero_based_ids_and_unused_category(tmp_path: Path)
 
     # Train: the empty and the crowd-only images are skipped; bad boxes dropped, others clipped.
     train = dm.datasets["train"]
-    assert [r.file_name for r in train.records] == ["a.jpg", "b.jpg"]
-    first = train.records[0]
+    assert train.file_names() == ["a.jpg", "b.jpg"]
+    first = train.record(0)
     np.testing.assert_allclose(first.boxes, [[10, 10, 30, 30], [70, 40, 80, 60]])
     assert first.labels.tolist() == [1, 2]
-    np.testing.assert_allclose(train.records[1].boxes, [[40, 5, 65, 35]])
-    assert train.records[1].labels.tolist() == [1]
+    np.testing.assert_allclose(train.record(1).boxes, [[40, 5, 65, 35]])
+    assert train.record(1).labels.tolist() == [1]
 
     # Evaluation ground truth: ids from 1, map back to the file's 0-based ids, crowd kept.
     val = dm.split("val")
@@ -303,7 +249,7 @@ def test_roboflow_export_with_zero_based_ids_and_unused_category(tmp_path: Path)
     assert ev.stats[1] < 0.9
 
     dm.setup("test")
-    assert [r.file_name for r in dm.datasets["test"].records] == ["t0.jpg"]
+    assert dm.datasets["test"].file_names() == ["t0.jpg"]
     assert dm.gt_coco("test").getImgIds() == [1]
 
 
@@ -314,7 +260,7 @@ def test_test_split_null_means_val(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert "data.splits.test is null" in caplog.text
     dm.setup("test")
     assert dm.resolve_split("test") == "val"
-    assert [r.file_name for r in dm.datasets["test"].records] == ["v0.jpg", "v1.jpg", "v_empty.jpg"]
+    assert dm.datasets["test"].file_names() == ["v0.jpg", "v1.jpg", "v_empty.jpg"]
     assert dm.gt_coco("test") is dm.gt_coco("val")
 
 
@@ -323,13 +269,13 @@ def test_label_mapping_round_trip_with_sparse_category_ids(tmp_path: Path) -> No
     images = [{"id": 7, "file_name": "x.png", "width": 50, "height": 40}]
     anns = [ann(1, 7, 17, [1, 1, 10, 10]), ann(2, 7, 3, [20, 5, 10, 10]), ann(3, 7, 5, [5, 20, 30, 15])]
     path = write_split(tmp_path, "imgs", "ann.json", images, anns, cats)
-    labels = build_label_space(load_annotation_file(path), path)
+    labels = build_label_space(parse_annotation_file(path))
     assert labels.category_ids == (3, 5, 17) and labels.names == ("ant", "bee", "zebra")
     assert labels.num_classes == 4
     for cat_id, label in labels.label_of.items():
         assert labels.to_dataset_category_id[label] == cat_id
-    split = build_split("train", load_annotation_file(path), path, tmp_path / "imgs", labels)
-    rec = split.records[0]
+    split = build_split("train", path, tmp_path / "imgs", labels)
+    rec = split.record(0)
     # labels -> dataset category ids recovers each annotation's category, box for box
     assert [labels.to_dataset_category_id[int(lab)] for lab in rec.labels] == [17, 3, 5]
     assert split.gt["categories"] == [{"id": 3, "name": "ant", "supercategory": ""},
@@ -341,16 +287,16 @@ def test_val_category_renamed_or_unknown(tmp_path: Path, caplog: pytest.LogCaptu
     cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
     images = [{"id": 1, "file_name": "x.png", "width": 50, "height": 40}]
     train = write_split(tmp_path, "imgs", "train.json", images, [ann(1, 1, 1, [1, 1, 10, 10])], cats)
-    labels = build_label_space(load_annotation_file(train), train)
+    labels = build_label_space(parse_annotation_file(train))
     assert labels.names == ("cat",)  # "dog" has no train annotation
     # A val box of a class the model never learnt is dropped (with a warning), not scored.
     val = write_split(tmp_path, "imgs", "val.json", images, [ann(1, 1, 2, [1, 1, 10, 10]), ann(2, 1, 1, [20, 5, 10, 10])], cats)
-    split = build_split("val", load_annotation_file(val), val, tmp_path / "imgs", labels)
+    split = build_split("val", val, tmp_path / "imgs", labels)
     assert split.stats["unknown_category_dropped"] == 1 and len(split.gt["annotations"]) == 1
     assert "absent from the train label space" in caplog.text
     renamed = write_split(tmp_path, "imgs", "renamed.json", images, [], [{"id": 1, "name": "kitten"}])
     with pytest.raises(DataError, match="category id 1 is named 'kitten' here but 'cat' in the train file"):
-        build_split("val", load_annotation_file(renamed), renamed, tmp_path / "imgs", labels)
+        build_split("val", renamed, tmp_path / "imgs", labels)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -388,9 +334,13 @@ def test_bad_input_errors_name_the_file(tmp_path: Path) -> None:
         CocoDataModule(root=str(tmp_path), splits=ROBOFLOW_SPLITS).setup("fit")
     assert str(tmp_path / "valid" / "v1.jpg") in str(err.value) and "missing" in str(err.value)
 
-    # an unreadable image file: found at setup, named when loaded
+    # an unreadable image file: a small split decodes every image at setup (data.verify_images)
     (tmp_path / "valid" / "v1.jpg").write_bytes(b"this is not a jpeg")
-    dm = CocoDataModule(root=str(tmp_path), splits=ROBOFLOW_SPLITS)
+    with pytest.raises(DataError) as err:
+        CocoDataModule(root=str(tmp_path), splits=ROBOFLOW_SPLITS).setup("fit")
+    assert "1 image(s) listed in" in str(err.value) and str(tmp_path / "valid" / "v1.jpg") in str(err.value)
+    # ... and without the check, it is named when loaded
+    dm = CocoDataModule(root=str(tmp_path), splits=ROBOFLOW_SPLITS, verify_images=False)
     dm.setup("fit")
     with pytest.raises(DataError, match=r"image .*v1\.jpg cannot be read"):
         next(iter(dm.val_dataloader()))
@@ -447,7 +397,7 @@ def test_dataset_scale_maps_predictions_back_to_original_pixels(tmp_path: Path) 
     assert img.shape == (3, 30, 40) and t["scale"] == (0.5, 0.5) and t["hflip"] is True
     # [10, 10, 30, 30] -> scaled [5, 5, 15, 15] -> flipped in width 40: [25, 5, 35, 15]
     assert t["boxes"][0].tolist() == [25.0, 5.0, 35.0, 15.0]
-    np.testing.assert_allclose(boxes_to_original(t["boxes"], t).numpy(), dm.datasets["train"].records[0].boxes)
+    np.testing.assert_allclose(boxes_to_original(t["boxes"], t).numpy(), dm.datasets["train"].record(0).boxes)
 
 
 # ----------------------------------------------------------------------------- hydra config
@@ -459,7 +409,8 @@ def _compose(tmp_path: Path, overrides: list[str]) -> Any:
     conf = tmp_path / "conf"
     (conf / "data").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "conf" / "data" / "coco.yaml", conf / "data" / "coco.yaml")
-    (conf / "cfg.yaml").write_text(f"defaults:\n  - _self_\n  - data: coco\npaths:\n  data_dir: {tmp_path / 'data'}\n")
+    (conf / "cfg.yaml").write_text(f"defaults:\n  - _self_\n  - data: coco\npaths:\n  data_dir: {tmp_path / 'data'}\n"
+                                   f"  cache_dir: {tmp_path / 'cache'}\n")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         return compose(config_name="cfg", overrides=overrides)
 
@@ -562,5 +513,5 @@ def test_dataset_items_are_plain_and_collate_keeps_variable_box_counts(tiny_shap
     assert isinstance(ds, CocoDetectionDataset) and len(ds) == 4
     images, targets = next(iter(dm.val_dataloader()))
     counts = [len(t["boxes"]) for t in targets]
-    expected = [len(r.boxes) for r in ds.records]
+    expected = [len(ds.record(i).boxes) for i in range(len(ds))]
     assert counts == expected and all(type(i) is torch.Tensor for i in images)

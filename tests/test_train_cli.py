@@ -72,8 +72,8 @@ def test_fast_dev_run_detection_every_attention(kind: str, tmp_path: Path) -> No
     assert objects["trainer"].state.finished
     assert metrics["train/loss"] is not None and metrics["train/loss"] > 0
     assert metrics.get("test/map") is not None and 0.0 <= metrics["test/map"] <= 1.0
-    # The generated shapes set went to the configured data dir, in the COCO layout.
-    assert (tmp_path / "data" / "shapes_coco" / "annotations" / "instances_train.json").is_file()
+    # The generated shapes set went to the configured data dir (a folder per settings), in the COCO layout.
+    assert len(list((tmp_path / "data" / "shapes_coco").glob("set-*/annotations/instances_train.json"))) == 1
 
 
 def test_detection_train_script_then_eval(tmp_path: Path) -> None:

@@ -28,20 +28,9 @@ log = logging.getLogger(__name__)
 
 def _parallel_jobs() -> int:
     """How many jobs of this sweep run at once on this machine (joblib's n_jobs; 1 otherwise)."""
-    env = os.environ.get("ATTNLAB_PARALLEL_JOBS")
-    if env:
-        return max(1, int(env))
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    from attnlab.data.loader_workers import parallel_jobs  # one policy for torch threads and loader workers
 
-        launcher = HydraConfig.get().launcher
-    except ValueError:
-        return 1
-    n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
-    if not n_jobs:
-        return 1
-    cores = os.cpu_count() or 1
-    return cores if n_jobs < 0 else min(int(n_jobs), cores)
+    return parallel_jobs()
 
 
 def _set_threads(cfg: DictConfig) -> int:

@@ -3,7 +3,10 @@
 Layout is config: per split an images folder and an annotation file, both relative to ``root``
 (``conf/data/coco.yaml`` documents the overrides for COCO 2017 and per-split-folder exports).
 Cleaning rules (id remapping, label space, crowd/degenerate boxes) are in
-:mod:`attnlab.data.coco_index`; transforms in :mod:`attnlab.data.detection_transforms`.
+:mod:`attnlab.data.coco_index`; the cached per-content index and the ground truth built from it
+in :mod:`attnlab.data.coco_split`; checks of the image files in :mod:`attnlab.data.coco_files`;
+the per-item dataset in :mod:`attnlab.data.coco_dataset`; transforms in
+:mod:`attnlab.data.detection_transforms`.
 
 Batch format (torchvision detection style), from every dataloader::
 
@@ -32,86 +35,28 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from torchvision import tv_tensors
+from torch.utils.data import DataLoader
 
-from attnlab.data.coco_index import (
-    CocoSplit,
-    ImageRecord,
-    LabelSpace,
-    build_label_space,
-    build_split,
-    load_annotation_file,
-)
+from attnlab.data.coco_dataset import CocoDetectionDataset, load_rgb
+from attnlab.data.coco_files import VERIFY_AUTO_MAX_IMAGES, check_split_files, verify_images
+from attnlab.data.coco_index import LabelSpace
+from attnlab.data.coco_split import CocoIndexCache, CocoSplit
 from attnlab.data.detection_transforms import boxes_to_original, build_detection_transforms, collate_detection
 from attnlab.data.errors import DataError
-from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco, read_meta
+from attnlab.data.loader_workers import default_num_workers
+from attnlab.data.synthetic_shapes import ShapesConfig, ensure_shapes_coco, is_generated_root, shapes_set_dir
 from attnlab.utils.plain import plain
+
+__all__ = ["CocoDataModule", "CocoDetectionDataset", "load_rgb", "predictions_to_coco_results"]
 
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test")
 _SPLIT_KEYS = ("images", "annotations")
-
-
-def load_rgb(path: str, expected_size: tuple[int, int] | None = None) -> Image.Image:
-    """Decode an image as RGB; raise :class:`DataError` naming ``path`` if it cannot be read.
-
-    ``expected_size`` = (width, height) from the annotation file: a mismatch means the boxes do
-    not fit this file (e.g. an image re-saved with another size), which is an error, not a guess.
-    """
-    try:
-        with Image.open(path) as im:
-            rgb = im.convert("RGB")  # forces the full decode here, inside the try
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"image {path} cannot be read: {e}") from e
-    if expected_size is not None and rgb.size != tuple(expected_size):
-        raise DataError(
-            f"image {path} is {rgb.size[0]}x{rgb.size[1]} pixels but its annotation file says "
-            f"{expected_size[0]}x{expected_size[1]}; its boxes would not fit"
-        )
-    return rgb
-
-
-class CocoDetectionDataset(Dataset):
-    """Images of one cleaned split with their targets, transformed (see module docstring).
-
-    Items are ``(image FloatTensor (3, H, W) in [0, 1], target dict)``.
-    """
-
-    def __init__(self, records: Sequence[ImageRecord], transforms: Any) -> None:
-        self.records = list(records)
-        self.transforms = transforms
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
-        rec = self.records[index]
-        image = load_rgb(rec.path, (rec.width, rec.height))
-        target = {
-            "boxes": tv_tensors.BoundingBoxes(
-                torch.from_numpy(rec.boxes), format="XYXY", canvas_size=(rec.height, rec.width)
-            ),
-            "labels": torch.from_numpy(rec.labels),
-        }
-        image, target = self.transforms(image, target)
-        height, width = int(image.shape[-2]), int(image.shape[-1])
-        out = {
-            # Plain tensors: tv_tensor subclasses would carry metadata into the model for nothing.
-            "boxes": target["boxes"].as_subclass(Tensor).to(torch.float32).reshape(-1, 4),
-            "labels": target["labels"].as_subclass(Tensor).to(torch.int64),
-            "image_id": rec.image_id,
-            "orig_size": (rec.height, rec.width),
-            "size": (height, width),
-            "scale": (height / rec.height, width / rec.width),
-            "hflip": bool(target.get("hflip", False)),
-        }
-        return image.as_subclass(Tensor), out
 
 
 def predictions_to_coco_results(
@@ -181,16 +126,23 @@ class CocoDataModule(pl.LightningDataModule):
         root: folder holding the data set; ``splits`` paths are relative to it.
         splits: ``{train|val|test: {images: folder, annotations: json file}}``; ``test: null``
             means "test on val" (logged).
-        default_root: the only root for which the shapes set is generated when missing or empty
-            (and regenerated when ``synthetic`` changed). Any other missing root is an error.
-            None disables generation.
+        default_root: the only root for which the shapes set is generated: one folder per
+            ``synthetic`` settings under it (see :func:`~attnlab.data.synthetic_shapes.ensure_shapes_coco`),
+            unless the folder holds data of your own. Any other missing root is an error. None
+            disables generation.
         synthetic: :class:`~attnlab.data.synthetic_shapes.ShapesConfig` settings.
+        cache_dir: where each annotation file's cleaned index is cached by content
+            (``${paths.cache_dir}/coco_index``); None keeps it in memory, re-parsed every run.
         image_size: target size of the longer side (``resize="longest"``) or of both sides
             (``resize="square"``); None keeps the original size.
         batch_size / eval_batch_size: train / val+test batch sizes (eval defaults to train's).
-        num_workers: DataLoader workers; ``persistent_workers`` keeps them across epochs.
+        num_workers: DataLoader workers; None = :func:`~attnlab.data.loader_workers.default_num_workers`
+            (0 below 4 cores per job). ``persistent_workers`` keeps them across epochs.
         pin_memory: None = pin when CUDA is available.
         hflip_prob: probability of a horizontal flip for training samples.
+        verify_images: decode every image at setup and list the unreadable ones; None = only
+            for splits of at most ``VERIFY_AUTO_MAX_IMAGES`` (5000) images. A split that passed
+            is remembered in ``cache_dir`` until one of its files changes.
     """
 
     def __init__(
@@ -199,33 +151,39 @@ class CocoDataModule(pl.LightningDataModule):
         splits: Mapping[str, Any],
         default_root: str | None = None,
         synthetic: Mapping[str, Any] | None = None,
+        cache_dir: str | None = None,
         image_size: int | None = 128,
         resize: str = "longest",
         batch_size: int = 16,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
         hflip_prob: float = 0.5,
+        verify_images: bool | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(os.path.expanduser(str(root))).absolute()
         self.default_root = Path(os.path.expanduser(str(default_root))).absolute() if default_root else None
         self.splits = _normalise_splits(splits)
         self.synthetic = ShapesConfig.from_dict(plain(synthetic) or {})
+        self.cache_dir = Path(os.path.expanduser(str(cache_dir))).absolute() if cache_dir else None
         self.image_size = image_size
         self.resize = resize
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
-        self.num_workers = int(num_workers)
+        self.num_workers = default_num_workers() if num_workers is None else int(num_workers)
         self.persistent_workers = bool(persistent_workers)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.hflip_prob = float(hflip_prob)
+        self.verify_images = verify_images
         # Built now so that a bad resize/hflip setting fails at instantiation, not mid-run.
         self._train_tf = build_detection_transforms(True, image_size, resize, self.hflip_prob)
         self._eval_tf = build_detection_transforms(False, image_size, resize, self.hflip_prob)
+        self._index = CocoIndexCache(self.cache_dir)
         self._labels: LabelSpace | None = None
-        self._train_data: dict[str, Any] | None = None
+        self._train_digest = ""
+        self._indexed: dict[str, CocoSplit] = {}
         self._loaded: dict[str, CocoSplit] = {}
         self.datasets: dict[str, CocoDetectionDataset] = {}
         if self.splits["test"] is None:
@@ -237,6 +195,13 @@ class CocoDataModule(pl.LightningDataModule):
         """Whether ``root`` is the default root, the only one for which data is generated."""
         return self.default_root is not None and self.root.resolve() == self.default_root.resolve()
 
+    def data_root(self) -> Path:
+        """The folder the splits are read from: ``root``, or at the default root (unless it holds
+        data of your own) the generated set for these ``synthetic`` settings."""
+        if self.is_default_root() and is_generated_root(self.root):
+            return shapes_set_dir(self.root, self.synthetic)
+        return self.root
+
     def _missing_root_error(self) -> DataError:
         default = f" ({self.default_root})" if self.default_root else ""
         return DataError(
@@ -246,33 +211,33 @@ class CocoDataModule(pl.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        """Generate the shapes set at the default root when it is missing, empty or stale.
+        """Generate the shapes set for these settings at the default root when it is missing.
 
         A root other than the default that does not exist raises :class:`DataError`: a user's
         path is never silently replaced by generated data.
         """
-        root = self.root
         if not self.is_default_root():
-            if not root.is_dir():
+            if not self.root.is_dir():
                 raise self._missing_root_error()
             return
-        empty = not root.exists() or (root.is_dir() and not any(root.iterdir()))
-        meta = read_meta(root) if not empty else None
-        wanted = self.synthetic.as_meta()
-        if empty:
-            log.info("generating shapes dataset at %s ...", root)
-            summary = generate_shapes_coco(root, self.synthetic)
-        elif meta is not None and meta != wanted:
-            log.info("generating shapes dataset at %s (its settings changed since it was generated) ...", root)
-            summary = generate_shapes_coco(root, self.synthetic, overwrite=True)
-        else:
-            return  # generated with these settings, or the user's own data placed at the default root
-        log.info("shapes dataset at %s: %s in %.1f s", root, summary["counts"], summary["seconds"])
+        if not is_generated_root(self.root):
+            return  # the user's own data placed at the default root
+        out = shapes_set_dir(self.root, self.synthetic)
+        if not out.is_dir():
+            log.info("generating shapes dataset at %s ...", out)
+        _, summary = ensure_shapes_coco(self.root, self.synthetic)
+        if summary is not None:
+            log.info("shapes dataset at %s: %s in %.1f s", out, summary["counts"], summary["seconds"])
 
     def _paths(self, split: str) -> tuple[Path, Path]:
         spec = self.splits[split]
         assert spec is not None
-        return self.root / spec["images"], self.root / spec["annotations"]
+        root = self.data_root()
+        return root / spec["images"], root / spec["annotations"]
+
+    def _check_root(self) -> None:
+        if not self.data_root().is_dir():
+            raise self._missing_root_error()
 
     def resolve_split(self, split: str) -> str:
         """The split whose files serve ``split`` ("test" is "val" when ``data.splits.test`` is null)."""
@@ -280,36 +245,70 @@ class CocoDataModule(pl.LightningDataModule):
             raise ValueError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
         return "val" if split == "test" and self.splits["test"] is None else split
 
+    def _images_dir(self, name: str) -> Path:
+        images, ann = self._paths(name)
+        if not images.is_dir():
+            raise DataError(f"images folder {images} for the {name} split of {ann} does not exist "
+                            f"(set data.splits.{name}.images, relative to data.root)")
+        return images
+
     def label_space(self) -> LabelSpace:
-        """The label space, from the train annotation file (loaded on first use)."""
+        """The label space, from the train annotation file's cached index (built on first use)."""
         if self._labels is None:
-            if not self.root.is_dir():
-                raise self._missing_root_error()
+            self._check_root()
             _, ann = self._paths("train")
-            self._train_data = load_annotation_file(ann, "data.splits.train.annotations")
-            self._labels = build_label_space(self._train_data, ann)
+            split, self._labels, self._train_digest = self._index.train(
+                ann, str(self._images_dir("train")), "data.splits.train.annotations", "data.splits.train.images")
+            self._indexed["train"] = split
             log.info("label space from %s: %d classes %s", ann, len(self._labels.names), list(self._labels.names))
         return self._labels
 
     def split(self, split: str) -> CocoSplit:
-        """The cleaned split (loaded and validated on first use; "test" may resolve to "val")."""
+        """The cleaned split ("test" may resolve to "val"): its index loaded (built once per
+        content) and its image files checked, on first use."""
         name = self.resolve_split(split)
         if name not in self._loaded:
             labels = self.label_space()
-            images, ann = self._paths(name)
-            if name == "train" and self._train_data is not None:
-                data = self._train_data
-            else:
-                data = load_annotation_file(ann, f"data.splits.{name}.annotations")
-            self._loaded[name] = build_split(name, data, ann, images, labels, f"data.splits.{name}.images")
-            if name == "train":
-                self._train_data = None  # the cleaned split holds what is needed
+            if name not in self._indexed:
+                _, ann = self._paths(name)
+                self._indexed[name] = self._index.split(
+                    name, ann, str(self._images_dir(name)), labels, self._train_digest,
+                    f"data.splits.{name}.annotations", f"data.splits.{name}.images")
+            self._loaded[name] = self._check_files(name, self._indexed[name])
         return self._loaded[name]
+
+    def _check_files(self, name: str, split: CocoSplit) -> CocoSplit:
+        key = f"data.splits.{name}.images"
+        signature = check_split_files(split.file_names(), split.images_dir, split.annotation_file, key)
+        verify = self.verify_images if self.verify_images is not None else len(split) <= VERIFY_AUTO_MAX_IMAGES
+        if verify:
+            memo = self.cache_dir / "verified_images" if self.cache_dir is not None else None
+            if verify_images(split.paths(), split.sizes(), signature, memo, split.annotation_file, key):
+                log.info("%s split: decoded all %d images (data.verify_images)", name, len(split))
+        stats = split.stats
+        if name != "train" and stats["gt_boxes_not_crowd"] == 0:
+            log.warning("%s (the %s split) has no boxes to score: its COCO metrics will be -1", split.annotation_file,
+                        name)
+        log.info("%s split from %s: %s", name, split.annotation_file, stats)
+        return split
+
+    def check_monitored_splits(self, monitors: Sequence[str]) -> None:
+        """Raise :class:`DataError` when a monitored COCO metric (``val/map`` ...) comes from a split
+        with no boxes to score: it would be -1 every epoch and pick checkpoints at random."""
+        for name in ("val", "test"):
+            watched = sorted(m for m in monitors if m.startswith((f"{name}/map", f"{name}/mar")))
+            if not watched or self.split(name).stats["gt_boxes_not_crowd"]:
+                continue
+            raise DataError(
+                f"{self.split(name).annotation_file} (data.splits.{self.resolve_split(name)}) has no boxes to score, "
+                f"so {', '.join(watched)} would be -1 every epoch, but it is the monitored metric (monitor.metric, "
+                f"used by checkpointing and early stopping). Point data.splits.{self.resolve_split(name)} at "
+                f"annotated data, or monitor another metric (e.g. monitor.metric=val/loss)."
+            )
 
     def setup(self, stage: str | None = None) -> None:
         """Load the splits a stage needs: fit -> train+val, validate -> val, test/predict -> test."""
-        if not self.root.is_dir():
-            raise self._missing_root_error()
+        self._check_root()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(
             stage or "", SPLIT_NAMES
         )
@@ -319,12 +318,12 @@ class CocoDataModule(pl.LightningDataModule):
                 continue
             cleaned = self.split(name)
             if name == "train":
-                records = cleaned.train_records()
-                if not records:
+                indices = cleaned.train_indices()
+                if not len(indices):
                     raise DataError(f"{cleaned.annotation_file}: no train image has a usable box")
-                self.datasets[name] = CocoDetectionDataset(records, self._train_tf)
+                self.datasets[name] = CocoDetectionDataset(cleaned, indices, self._train_tf)
             else:
-                self.datasets[name] = CocoDetectionDataset(cleaned.records, self._eval_tf)
+                self.datasets[name] = CocoDetectionDataset(cleaned, None, self._eval_tf)
 
     # ------------------------------------------------------------------ loaders
 
@@ -398,8 +397,7 @@ class CocoDataModule(pl.LightningDataModule):
         The same images every call and every run, so media logged across epochs and runs compare.
         """
         val = self.split("val")
-        with_boxes = [r for r in val.records if len(r.boxes)]
-        without = [r for r in val.records if not len(r.boxes)]
-        chosen = (with_boxes + without)[: max(int(n), 0)]
-        dataset = CocoDetectionDataset(chosen, self._eval_tf)
+        counts = val.box_counts()
+        chosen = np.concatenate([np.flatnonzero(counts > 0), np.flatnonzero(counts == 0)])[: max(int(n), 0)]
+        dataset = CocoDetectionDataset(val, chosen, self._eval_tf)
         return collate_detection([dataset[i] for i in range(len(dataset))])

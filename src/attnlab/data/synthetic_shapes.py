@@ -16,10 +16,16 @@ Each JSON has ``images`` (ids from 1, ``width``/``height``), ``annotations`` (id
 
 Every image is drawn from its own RNG seeded by ``(seed, split, index)``, so the set is
 deterministic and the val/test images do not change when ``n_train`` does.
+
+The default data root holds one such set per settings (:func:`ensure_shapes_coco`):
+``<root>/set-<hash of the settings>/``, generated under a file lock by the first run that needs
+it. A set is never replaced, so a run with other settings never changes the files a running job
+reads, and two runs with different settings started at once both get their own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -338,6 +344,40 @@ def generate_shapes_coco(out_dir: str | os.PathLike[str], cfg: ShapesConfig | No
             shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - t0
     return {"root": str(out), "counts": counts, "seconds": seconds, "settings": cfg.as_meta()}
+
+
+SET_PREFIX = "set-"
+
+
+def shapes_set_dir(root: str | os.PathLike[str], cfg: ShapesConfig) -> Path:
+    """The folder of the set generated with ``cfg`` under the default root ``root``."""
+    digest = hashlib.sha256(json.dumps(cfg.as_meta(), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(root) / f"{SET_PREFIX}{digest}"
+
+
+def ensure_shapes_coco(root: str | os.PathLike[str], cfg: ShapesConfig) -> tuple[Path, dict[str, Any] | None]:
+    """The set for ``cfg`` under ``root``, generated when missing (one process generates, the others
+    wait on a file lock); returns ``(folder, summary or None when it already existed)``."""
+    from filelock import FileLock
+
+    out = shapes_set_dir(root, cfg)
+    if (out / META_FILE).is_file():
+        return out, None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out.parent / f".{out.name}.lock")):
+        if (out / META_FILE).is_file():  # another run generated it while this one waited
+            return out, None
+        if out.exists():  # no meta: not a complete set (generation renames a finished set into place)
+            shutil.rmtree(out)
+        return out, generate_shapes_coco(out, cfg)
+
+
+def is_generated_root(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` holds only generated sets (or nothing): not a user's own data."""
+    root = Path(root)
+    if not root.is_dir() or (root / META_FILE).is_file():
+        return True  # missing, or a set generated at the root itself by an older version
+    return all(p.name.startswith((SET_PREFIX, ".")) for p in root.iterdir())
 
 
 def read_meta(root: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -188,6 +188,20 @@ def coco_evaluate(
     unknown = sorted({int(r["image_id"]) for r in results} - gt_ids)
     if unknown:
         raise ValueError(f"{len(unknown)} detection image id(s) are not in the ground truth, e.g. {unknown[:5]}")
+    # COCOeval scores only the ground truth's categories: detections of any other would be
+    # dropped without a word, and a results file written with other ids would score 0.
+    known_cats = set(coco_gt.getCatIds())
+    def by_id(c: Any) -> tuple[bool, Any]:
+        return (isinstance(c, str), c)
+
+    unknown_cats = sorted({r["category_id"] for r in results if r["category_id"] not in known_cats}, key=by_id)
+    if unknown_cats:
+        n = sum(1 for r in results if r["category_id"] not in known_cats)
+        raise ValueError(
+            f"{n} detection(s) have a category id that is not in the ground truth: {unknown_cats[:20]}"
+            f"{' ...' if len(unknown_cats) > 20 else ''}; the ground truth's category ids are "
+            f"{sorted(known_cats, key=by_id)[:20]}{' ...' if len(known_cats) > 20 else ''}"
+        )
     ids = sorted(gt_ids if img_ids is None else {int(i) for i in img_ids})
     if not ids:
         return {name: -1.0 for name in STAT_NAMES}

@@ -172,6 +172,14 @@ class DetectionTask(pl.LightningModule):
         return self.net(images)
 
     # ------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        # Before any step: a monitored COCO metric must have boxes to score (the datamodule knows
+        # its splits, the trainer's checkpoint / early-stopping callbacks what they monitor).
+        check = getattr(getattr(self.trainer, "datamodule", None), "check_monitored_splits", None)
+        if check is not None:
+            monitors = {str(m) for cb in self.trainer.callbacks if (m := getattr(cb, "monitor", None))}
+            check(sorted(monitors))
+
     def on_train_epoch_start(self) -> None:
         # torchvision detectors return losses only in training mode, and Lightning keeps whatever
         # mode the module had when fit() began (e.g. eval() after loading a checkpoint).
