@@ -1,0 +1,4 @@
+"""A run's bookkeeping: its folder, its record (``metrics.json``), its checkpoints read safely.
+
+Light on purpose (no torch at import): ``train.py --help`` and ``--cfg job`` import from here.
+"""
