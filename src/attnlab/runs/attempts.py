@@ -21,13 +21,18 @@ from typing import Any
 
 from attnlab.utils.metrics_file import METRICS_FILE, write_metrics_file
 
-__all__ = ["finish_attempt", "report_killed_runs", "start_attempt"]
+__all__ = ["amend_record", "finish_attempt", "read_record", "report_killed_runs", "start_attempt"]
 
 log = logging.getLogger(__name__)
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def read_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``metrics.json`` as a dict, or None when it is missing or unreadable."""
+    return _read(Path(run_dir))
 
 
 def _read(run_dir: Path) -> dict[str, Any] | None:
@@ -94,6 +99,19 @@ def finish_attempt(run_dir: str | Path, record: dict[str, Any], attempt: int | N
     history = [a for a in history if a.get("attempt") != final["attempt"]] + [final]
     history.sort(key=lambda a: int(a.get("attempt") or 0))
     return write_metrics_file(run_dir, {**final, "attempts": history})
+
+
+def amend_record(run_dir: str | Path, **fields: Any) -> Path | None:
+    """Update fields of the latest attempt (top level and its entry in ``attempts``), e.g. a sweeper
+    marking a job whose value was nan as failed. Returns the path, or None when there is no record."""
+    run_dir = Path(run_dir)
+    record = _read(run_dir)
+    if record is None:
+        return None
+    history = _history(record)
+    if history:
+        history[-1] = {**history[-1], **fields}
+    return write_metrics_file(run_dir, {**record, **fields, "attempts": history})
 
 
 def report_killed_runs(runs_root: str | Path, skip: str | Path | None = None, newest: int = 20) -> list[Path]:

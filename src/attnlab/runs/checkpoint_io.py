@@ -10,6 +10,7 @@ byte of it is executed; one written by attnlab before this rule can be converted
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,18 @@ CONFIG_KEY = "attnlab_config"
 
 def unsafe_checkpoint_error(path: str | Path, exc: BaseException) -> ConfigError:
     """The error for a file ``torch.load(weights_only=True)`` refuses, with the way out."""
-    reason = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    detail = next((line for line in reason if "Unsupported global" in line), None)
-    if detail is None:  # not a pickle of objects, just not a checkpoint (random bytes, a text file)
-        unpickler = next((line for line in reason if "Unsupported" in line), reason[-1] if reason else "")
+    text = str(exc)
+    found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", text, re.IGNORECASE)
+    if found is None:  # not a pickle of objects, just not a checkpoint (random bytes, a text file)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        unpickler = next((line for line in lines if "Unsupported" in line), lines[-1] if lines else "")
         return ConfigError(f"ckpt_path={path} could not be read as a checkpoint ({unpickler}).")
     return ConfigError(
-        f"{path} is not a checkpoint that can be read safely: it holds pickled Python objects ({detail}), "
-        "and loading it would run code stored in the file. attnlab never loads such files. If you wrote it "
-        f"yourself with an older attnlab, convert it once: python scripts/convert_checkpoint.py {path}"
+        f"{path} is not a checkpoint that can be read safely: it holds pickled Python objects (the first: "
+        f"{found.group(1)}), "
+        "and loading it would run code stored in the file, so attnlab does not load it. If you wrote it yourself "
+        f"with an older attnlab, convert it once: python scripts/convert_checkpoint.py {path} --trust "
+        "(converting reads the file the unsafe way: never for a file you got from someone else)."
     )
 
 

@@ -31,13 +31,16 @@ def is_trusted_target(target: Any) -> bool:
     return isinstance(target, str) and target.startswith(ALLOWED_TARGET_PREFIXES) and ".." not in target
 
 
-def check_target(target: Any, key: str, source: str) -> str:
-    """``target`` itself when it is allow-listed; otherwise a ConfigError naming ``key`` and ``source``."""
+_WHY = ("a config read from a checkpoint or a run folder may only name targets under {prefixes}. If you "
+        "wrote this file yourself, pass the setting on the command line instead.")
+
+
+def check_target(target: Any, key: str, source: str, why: str = _WHY) -> str:
+    """``target`` itself when it is allow-listed; otherwise a ConfigError naming ``key`` and ``source``
+    (``why``, with ``{prefixes}`` filled in, explains the rule to the reader)."""
     if not is_trusted_target(target):
         raise ConfigError(
-            f"{source}: {key}={target!r} is not instantiated: a config read from a checkpoint or a run "
-            f"folder may only name targets under {', '.join(ALLOWED_TARGET_PREFIXES)}. If you wrote this "
-            "file yourself, pass the setting on the command line instead."
+            f"{source}: {key}={target!r} is not instantiated: " + why.format(prefixes=", ".join(ALLOWED_TARGET_PREFIXES))
         )
     return str(target)
 
@@ -107,9 +110,9 @@ def check_overrides(overrides: list[Any], source: str) -> list[str]:
     return checked
 
 
-def locate_trusted(target: str, key: str, source: str) -> Any:
+def locate_trusted(target: str, key: str, source: str, why: str = _WHY) -> Any:
     """Import the object an allow-listed dotted ``target`` names (``torch.optim.adamw.AdamW``)."""
-    check_target(target, key, source)
+    check_target(target, key, source, why)
     module_path, _, name = target.rpartition(".")
     parts = [name]
     while module_path:

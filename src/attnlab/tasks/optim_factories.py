@@ -21,7 +21,9 @@ from attnlab.utils.plain import plain
 __all__ = ["config_to_factory", "factory_to_config"]
 
 _PRIMITIVES = (str, int, float, bool, type(None))
-_SOURCE = "optimizer/scheduler hyper-parameters"
+_SOURCE = "model hyper-parameters"
+_WHY = ("optimizers and schedulers are stored in checkpoints and rebuilt from them, so they must come from "
+        "{prefixes} (put a class for another optimizer under attnlab. to use it).")
 
 
 def _plain_value(value: Any, key: str) -> Any:
@@ -47,12 +49,12 @@ def factory_to_config(factory: Any, name: str) -> dict[str, Any] | None:
     if factory is None:
         return None
     if isinstance(factory, Mapping) and "_target_" in factory:
-        target = check_target(factory["_target_"], f"{name}._target_", _SOURCE)
+        target = check_target(factory["_target_"], f"{name}._target_", _SOURCE, _WHY)
         kwargs = {str(k): _plain_value(v, f"{name}.{k}") for k, v in factory.items() if k not in ("_target_", "_partial_")}
         return {"_target_": target, **kwargs}
     if isinstance(factory, functools.partial) and not factory.args:
         target = f"{factory.func.__module__}.{factory.func.__qualname__}"
-        check_target(target, f"{name}._target_", _SOURCE)
+        check_target(target, f"{name}._target_", _SOURCE, _WHY)
         kwargs = {str(k): _plain_value(v, f"{name}.{k}") for k, v in factory.keywords.items()}
         return {"_target_": target, **kwargs}
     raise ValueError(
@@ -66,4 +68,4 @@ def config_to_factory(config: Mapping[str, Any] | None, name: str) -> Callable[.
     if config is None:
         return None
     kwargs = {k: v for k, v in config.items() if k not in ("_target_", "_partial_")}
-    return functools.partial(locate_trusted(str(config["_target_"]), f"{name}._target_", _SOURCE), **kwargs)
+    return functools.partial(locate_trusted(str(config["_target_"]), f"{name}._target_", _SOURCE, _WHY), **kwargs)
