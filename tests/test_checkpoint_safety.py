@@ -23,9 +23,8 @@ from attnlab.errors import ConfigError
 from attnlab.runs.checkpoint_io import load_checkpoint
 from attnlab.runs.trusted_targets import check_config_targets, check_overrides
 from attnlab.tasks.optim_factories import config_to_factory, factory_to_config
-from attnlab.train import train
 
-from .helpers import REPO, TINY_TRANSLATION, compose_train, run_script
+from .helpers import REPO, TINY_TRANSLATION, run_script
 
 
 class _Payload:
@@ -78,13 +77,9 @@ def test_every_entry_point_refuses_a_crafted_checkpoint(tmp_path: Path, entry: s
     assert "Traceback" not in out, out[-3000:]
 
 
-@pytest.fixture(scope="module")
-def translation_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("ckpt")
-    cfg = compose_train(["debug=limit", "trainer.max_epochs=1", "logger=[]", "test=false", "extras.print_config=false",
-                         "callbacks.rich_progress_bar=null", *TINY_TRANSLATION], tmp)
-    train(cfg)
-    return tmp / "run" / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def translation_ckpt(tiny_translation_ckpt: Path) -> Path:
+    return tiny_translation_ckpt
 
 
 def test_checkpoints_we_write_load_with_weights_only(translation_ckpt: Path) -> None:

@@ -285,3 +285,20 @@ def test_translate_script_stdin_and_errors(
     junk.write_bytes(b"not a checkpoint")
     assert script.main([f"ckpt_path={junk}", "a ."]) == 2
     assert "cannot load" in capsys.readouterr().err
+
+
+def test_task_decoding_uses_the_configured_cap(dm: TranslationDataModule) -> None:
+    """Row 8: one 10,000-word line decodes at most model.max_decode_len tokens (default from the config)."""
+    from .helpers import CONF
+
+    import yaml
+
+    assert yaml.safe_load((CONF / "model" / "seq2seq_attn.yaml").read_text())["max_decode_len"] == 256
+    task = make_task(dm, max_decode_len=12).eval()
+    with torch.no_grad():
+        task.model.decoder.out.bias[dm.model_kwargs()["eos_id"]] = -1e4  # only the cap can stop it
+    batch = task.encode_sources([" ".join(["the"] * 10_000), "the dog ."])
+    for beam in (1, 2):
+        hyp = task.decode(batch, beam_size=beam)
+        assert hyp.tokens.size(1) == 12 and int(hyp.lengths[0]) == 12, beam
+    assert len(task.translate([" ".join(["the"] * 10_000)], beam_size=2)[0].split()) <= 12
