@@ -110,8 +110,9 @@ def test_optuna_records_a_failing_trial_as_failed_and_goes_on_then_retries_it(tm
     storage = f"sqlite:///{logs / 'optuna_translation.db'}"
     logs.mkdir()
     _enqueue(storage, [0.003, -1.0, 0.002, 0.001])
+    # The enqueued values must lie in the search space (Optuna ignores fixed values outside it).
     common = ["train.py", "-m", "hparams_search=translation_optuna", "debug=limit", *TINY_TRANSLATION, *QUIET,
-              "logger=[]", f"paths.log_dir={logs}"]
+              "logger=[]", f"paths.log_dir={logs}", "model.optimizer.lr=choice(0.003,-1.0,0.002,0.001)"]
     proc = run_script([*common, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={tmp_path / 's1'}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = optuna.load_study(study_name="translation", storage=storage)
