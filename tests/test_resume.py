@@ -117,7 +117,7 @@ def test_resume_with_a_larger_budget_rebuilds_the_schedule_and_keeps_every_recor
         run_job(compose_train([*QUICK, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path))
     assert "OneCycleLR total_steps 3 -> 6" in caplog.text
     second = _metrics(run_dir)
-    assert second["status"] == "ok" and second["global_step"] == 6 and second["resumed_from"] == str(last)
+    assert second["status"] == "ok" and second["global_step"] == 6 and second["started_from_ckpt"] == str(last)
     assert [a["status"] for a in second["attempts"]] == ["ok", "ok"]
     assert second["attempts"][0]["metrics"] == first["metrics"] and second["attempts"][0]["global_step"] == 3
 

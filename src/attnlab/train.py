@@ -232,7 +232,7 @@ def _identity(cfg: DictConfig, run: RunInfo | None) -> dict[str, Any]:
         "choices": run.choices if run else hydra_choices(),
         "monitor": OmegaConf.to_container(cfg.monitor, resolve=True) if "monitor" in cfg else None,
         "output_dir": str(_output_dir(cfg)),
-        "resumed_from": str(cfg.ckpt_path) if cfg.get("ckpt_path") else None,
+        "started_from_ckpt": str(cfg.ckpt_path) if cfg.get("ckpt_path") else None,
     }
 
 
