@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from hydra.plugins.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -116,25 +116,31 @@ def _completed_trials(impl: Any) -> int | None:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
-class FailSafeOptunaSweeper(OptunaSweeper):
-    """hydra-optuna-sweeper's sweeper, recording failed and nan trials as FAIL (see the module doc)."""
+class FailSafeOptunaSweeper(Sweeper):
+    """hydra-optuna-sweeper's sweeper, recording failed and nan trials as FAIL (see the module doc).
+
+    It holds the plugin's sweeper rather than subclassing it, so that Hydra's plugin scan, which
+    imports this module at every start, does not import the Optuna plugin a second time.
+    """
 
     def __init__(self, failed_trials: str = "skip", **kwargs: Any) -> None:
+        from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
         if failed_trials not in FAILED_TRIALS:
             raise ValueError(f"hydra.sweeper.failed_trials={failed_trials!r}: use one of {', '.join(FAILED_TRIALS)}")
-        super().__init__(**kwargs)
+        self.optuna = OptunaSweeper(**kwargs)
         self.failed_trials = failed_trials
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.sweeper.launcher = _FailureAwareLauncher(self.sweeper.launcher)
+        self.optuna.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.optuna.sweeper.launcher = _FailureAwareLauncher(self.optuna.sweeper.launcher)
 
-    def sweep(self, arguments: list[str]) -> None:
-        impl = self.sweeper
+    def sweep(self, arguments: list[str]) -> Any:
+        impl = self.optuna.sweeper
         if self.failed_trials == "retry" and impl.storage:
             enqueue_failed_trials(impl.storage, impl.study_name)
         try:
-            return super().sweep(arguments)
+            return self.optuna.sweep(arguments)
         except ValueError as exc:
             # The plugin asks for the best trial at the end, which Optuna refuses when none completed
             # ("No trials are completed yet" in memory, "Record does not exist" from SQLite).
