@@ -145,3 +145,24 @@ def test_compile_option_compiles_the_hot_modules_and_keeps_checkpoint_keys(task:
         else {"net.detector.backbone"}
     assert expected <= compiled, compiled
     assert not any("_orig_mod" in key for key in model.state_dict())  # checkpoints load with or without compile
+
+
+@pytest.mark.parametrize("logger", ["logger=null", "logger=[]", "~logger"])
+def test_no_logger_runs_with_the_default_callbacks(logger: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Row 13 of issue 10: Lightning's LR monitor refuses a logger-less trainer; it steps aside instead.
+    ``logger=null`` (which Hydra itself refuses for a group) means ``logger=[]`` on train.py's command line."""
+    import logging
+
+    from attnlab.train import no_logger_alias
+
+    (logger,) = no_logger_alias([logger])
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from attnlab.callbacks.media import MediaLogger
+
+    cfg = compose_train(["debug=fdr", logger, "extras.print_config=false", *TINY_TRANSLATION], tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="attnlab.utils.instantiate"):
+        metrics, objects = train(cfg)
+    assert objects["trainer"].state.finished and metrics["train/loss"] is not None
+    assert not any(isinstance(cb, (LearningRateMonitor, MediaLogger)) for cb in objects["trainer"].callbacks)
+    assert "LearningRateMonitor left out" in caplog.text and "MediaLogger left out" in caplog.text

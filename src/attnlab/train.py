@@ -348,6 +348,12 @@ def _hydra_entry(cfg: DictConfig) -> float | None:
     return run_job(cfg)
 
 
+def no_logger_alias(argv: list[str]) -> list[str]:
+    """``logger=null`` means "no logger" to Lightning users, but Hydra refuses a null group override
+    ("Config group override must be a string or a list"); here it means ``logger=[]``."""
+    return ["logger=[]" if arg in ("logger=null", "logger=None", "logger=~") else arg for arg in argv]
+
+
 def main() -> None:
     """Console entry point (``attnlab-train``, ``python train.py``)."""
     from attnlab.resume import resume_argv
@@ -359,7 +365,7 @@ def main() -> None:
         return
     _load_dotenv()
     try:
-        sys.argv[1:] = resume_argv(sys.argv[1:])
+        sys.argv[1:] = resume_argv(no_logger_alias(sys.argv[1:]))
     except AttnlabError as exc:  # before Hydra, so no logging yet: one line on stderr
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(1)
