@@ -68,11 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Heavy imports only once the arguments are known to be usable.
+    from attnlab.errors import AttnlabError
+    from attnlab.runs.checkpoint_io import load_checkpoint
     from attnlab.tasks.translation import TranslationTask
 
     try:
-        # The checkpoint holds functools.partial optimizer factories: not loadable with weights_only=True.
-        task = TranslationTask.load_from_checkpoint(str(ckpt), map_location=args.device, weights_only=False)
+        # weights_only=True: a checkpoint is data; a file holding pickled objects is refused, unrun.
+        load_checkpoint(ckpt)
+        task = TranslationTask.load_from_checkpoint(str(ckpt), map_location=args.device, weights_only=True)
+    except AttnlabError as exc:
+        print(f"error: cannot load {ckpt}: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a stack trace
         print(f"error: cannot load {ckpt} as a translation checkpoint: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

@@ -53,3 +53,18 @@ def one_torch_thread():
 
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_translation_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``last.ckpt`` of one real tiny translation run (train(), 1 epoch, no logger), shared by the
+    tests that load, evaluate or tamper with a checkpoint (copy it before changing it)."""
+    from attnlab.train import train
+
+    from .helpers import TINY_TRANSLATION, compose_train
+
+    tmp = tmp_path_factory.mktemp("tiny_translation_run")
+    cfg = compose_train(["debug=limit", "trainer.max_epochs=1", "logger=[]", "test=false", "extras.print_config=false",
+                         "callbacks.rich_progress_bar=null", *TINY_TRANSLATION], tmp)
+    train(cfg)
+    return tmp / "run" / "checkpoints" / "last.ckpt"

@@ -27,22 +27,25 @@ TINY_DETECTION = [
 ]
 
 
-def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
-    """Compose ``train.yaml`` as ``train.py`` would, with outputs under ``tmp_path``, and set HydraConfig."""
+def compose_app(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose ``<config_name>.yaml`` as the app would, with outputs in ``output_dir``, and set
+    HydraConfig (so Hydra's choices and the command line's overrides are known to the code)."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}", *overrides],
-            return_hydra_config=True,
-        )
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+        cfg.hydra.runtime.output_dir = str(output_dir)
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
+    """Compose ``train.yaml`` as ``train.py`` would, with outputs under ``tmp_path``, and set HydraConfig."""
+    paths = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}"]
+    return compose_app("train", [*paths, *overrides], tmp_path / "run")
 
 
 def run_script(args: list[str], cwd: Path = REPO, timeout: int = 600, env: dict[str, Any] | None = None):

@@ -126,7 +126,8 @@ def test_checkpoint_round_trip(shapes_root: Path, tmp_path: Path) -> None:
     trainer.fit(task, datamodule=dm)
     path = tmp_path / "task.ckpt"
     trainer.save_checkpoint(path)
-    loaded = DetectionTask.load_from_checkpoint(path)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) == []
+    loaded = DetectionTask.load_from_checkpoint(path, weights_only=True)
     assert loaded.hparams.attention == {"kind": "multihead"}
     assert loaded.hparams.net == task.hparams.net and loaded.hparams.eval_backend == "faster_coco_eval"
     assert loaded.hparams.optimizer["_target_"].endswith("AdamW")

@@ -90,3 +90,115 @@ def test_sigterm_saves_a_checkpoint_records_the_interrupt_and_resumes(tmp_path: 
     assert resumed["status"] == "ok"
     assert resumed["wandb"]["id"] == record["wandb"]["id"]
     assert resumed["global_step"] > interrupted_step
+
+
+QUICK = [*TINY_TRANSLATION, "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "logger=[]", "test=false",
+         "extras.print_config=false", "callbacks.rich_progress_bar=null"]
+
+
+def test_resume_with_a_larger_budget_rebuilds_the_schedule_and_keeps_every_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Row 3: 1 epoch, then resume for 2 (OneCycleLR used to stop at the old total and the failed
+    resume overwrote the first run's `ok`); then a resume that fails leaves both records intact."""
+    import logging
+
+    from attnlab.train import run_job
+
+    from .helpers import compose_train
+
+    run_job(compose_train([*QUICK, "trainer.max_epochs=1"], tmp_path))
+    run_dir = tmp_path / "run"
+    first = _metrics(run_dir)
+    assert first["status"] == "ok" and first["global_step"] == 3 and first["attempt"] == 1
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with caplog.at_level(logging.WARNING):
+        run_job(compose_train([*QUICK, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path))
+    assert "OneCycleLR total_steps 3 -> 6" in caplog.text
+    second = _metrics(run_dir)
+    assert second["status"] == "ok" and second["global_step"] == 6 and second["started_from_ckpt"] == str(last)
+    assert [a["status"] for a in second["attempts"]] == ["ok", "ok"]
+    assert second["attempts"][0]["metrics"] == first["metrics"] and second["attempts"][0]["global_step"] == 3
+
+    with pytest.raises(SystemExit):
+        run_job(compose_train([*QUICK, "trainer.max_epochs=3", "model.optimizer.lr=-1", f"ckpt_path={last}"], tmp_path))
+    third = _metrics(run_dir)
+    assert third["status"] == "failed" and "learning rate" in third["error"]
+    assert [a["status"] for a in third["attempts"]] == ["ok", "ok", "failed"]
+    assert third["attempts"][1]["metrics"] == second["metrics"]
+
+
+def test_attempts_record_running_then_killed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import subprocess
+
+    from attnlab.runs.attempts import finish_attempt, report_killed_runs, start_attempt
+
+    run = tmp_path / "runs" / "a"
+    attempt = start_attempt(run, {"run_name": "a"})
+    assert _metrics(run)["status"] == "running" and attempt == 1
+    # The process that started it dies without finishing its record (SIGKILL, OOM...).
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    record = _metrics(run)
+    record["pid"] = record["attempts"][0]["pid"] = gone.pid
+    (run / "metrics.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING):
+        assert report_killed_runs(tmp_path / "runs") == [run]
+    assert "was killed while running" in caplog.text and "overrides.yaml" in caplog.text
+    second = start_attempt(run, {"run_name": "a"})
+    finish_attempt(run, {"status": "ok", "metrics": {"val/bleu": 1.0}}, second)
+    final = _metrics(run)
+    assert [a["status"] for a in final["attempts"]] == ["killed", "ok"] and final["status"] == "ok"
+    assert final["attempts"][0]["started_at"] and final["attempts"][1]["ended_at"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_first_epoch_leaves_a_record_and_a_checkpoint_then_resumes(tmp_path: Path) -> None:
+    """Row 4: a run killed outright (SIGKILL) in its first epoch; nothing recorded before is lost."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .helpers import REPO
+
+    logs = tmp_path / "logs"
+    args = [*TINY_TRANSLATION, "data.n_train=4000", "trainer.max_epochs=1", "test=false", "logger=[]",
+            "torch_threads=1", "extras.print_config=false", "callbacks.rich_progress_bar=null",
+            "callbacks.time_checkpoint.minutes=0.03", f"paths.log_dir={logs}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    runs = logs / "train" / "runs"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not list(runs.glob("*/checkpoints/last.ckpt")):
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the checkpoint file be completely written
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    (run_dir,) = runs.iterdir()
+    record = _metrics(run_dir)
+    assert record["status"] == "running" and record["pid"] == proc.pid
+    last = run_dir / "checkpoints" / "last.ckpt"
+    import torch
+
+    ckpt = torch.load(last, weights_only=True, map_location="cpu")
+    assert ckpt["epoch"] == 0 and 0 < ckpt["global_step"] < 250  # written inside the first epoch
+
+    # The next start (any run) says how to resume the killed one.
+    nxt = run_script(["train.py", *TINY_TRANSLATION, "train=false", "test=false", "logger=[]",
+                      "extras.print_config=false", f"paths.log_dir={logs}"])
+    assert nxt.returncode == 0, nxt.stderr[-3000:]
+    assert f"was killed while running" in nxt.stdout + nxt.stderr
+    assert f"python train.py ckpt_path={last}" in nxt.stdout + nxt.stderr
+
+    resumed = run_script(["train.py", f"ckpt_path={last}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = _metrics(run_dir)
+    assert final["status"] == "ok" and final["global_step"] == 250
+    assert [a["status"] for a in final["attempts"]] == ["killed", "ok"]
+    assert final["attempts"][0]["pid"] == proc.pid and final["attempts"][0]["started_at"] == record["started_at"]

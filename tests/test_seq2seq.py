@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from attnlab.models.beam_search import beam_search, length_penalty_factor
-from attnlab.models.seq2seq import Seq2Seq
+from attnlab.models.seq2seq import MAX_DECODE_LEN, Seq2Seq
 
 PAD, BOS, EOS = 0, 2, 3
 SRC_V, TGT_V = 30, 25
@@ -167,3 +167,21 @@ def test_models_package_does_not_import_lightning() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_decoding_never_exceeds_the_absolute_cap(beam: int) -> None:
+    """Row 8 (model side): a 10,000-token source would allow a*10000+b = 15,010 steps; the hard cap
+    stops every sentence, greedy and beam, at max_len tokens."""
+    torch.set_num_threads(1)
+    model = make_model("dot")
+    with torch.no_grad():
+        model.decoder.out.bias[EOS] = -1e4  # never finishes by itself: only the cap can stop it
+    src, lens, mask = make_batch([10_000, 5])
+    assert model.max_lengths(lens, 1.5, 10).tolist() == [MAX_DECODE_LEN, 17]  # capped by default too
+    hyp = (model.greedy_decode(src, lens, mask, max_len_a=1.5, max_len_b=10, max_len=40) if beam == 1 else
+           model.beam_search(src, lens, mask, beam_size=beam, max_len_a=1.5, max_len_b=10, max_len=40))
+    assert hyp.tokens.size(1) == 40 and int(hyp.lengths.max()) == 40
+    assert int(hyp.lengths[1]) == 17  # the short source keeps its own, smaller budget (1.5 * 5 + 10)
+    with pytest.raises(ValueError, match="max_len"):
+        model.max_lengths(lens, 1.5, 10, max_len=0)

@@ -136,3 +136,74 @@ def test_readme_seed_sweep_compares_at_the_end_and_with_compare_runs(tmp_path: P
     for name in ("comparison.md", "comparison.csv", "aggregated.csv", "significance.csv",
                  "main_metric_by_attention.png", "quality_vs_cost_translation.png", "quality_vs_cost_detection.png"):
         assert (tmp_path / "cmp" / name).is_file(), name
+
+
+def _enqueue(storage: str, lrs: list[float]) -> None:
+    """Pre-create the study with the trials to run first (a documented Optuna feature), so that
+    exactly the trial with lr=-1 fails, whatever the sampler would have drawn."""
+    import optuna
+
+    study = optuna.create_study(study_name="translation", storage=storage, direction="maximize")
+    for lr in lrs:
+        study.enqueue_trial({"attention": "dot", "model.optimizer.lr": lr, "model.net.hidden_dim": 128,
+                             "model.net.emb_dim": 64, "model.net.dropout": 0.1})
+
+
+@pytest.mark.slow
+def test_optuna_records_a_failing_trial_as_failed_and_goes_on_then_retries_it(tmp_path: Path) -> None:
+    """Rows 11 and 13: a 4-trial study with no logger (default callbacks) and one failing trial."""
+    import optuna
+
+    logs = tmp_path / "logs"
+    storage = f"sqlite:///{logs / 'optuna_translation.db'}"
+    logs.mkdir()
+    _enqueue(storage, [0.003, -1.0, 0.002, 0.001])
+    # The enqueued values must lie in the search space (Optuna ignores fixed values outside it).
+    common = ["train.py", "-m", "hparams_search=translation_optuna", "debug=limit", *TINY_TRANSLATION, *QUIET,
+              "logger=[]", f"paths.log_dir={logs}", "model.optimizer.lr=choice(0.003,-1.0,0.002,0.001)"]
+    proc = run_script([*common, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={tmp_path / 's1'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="translation", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and states.count(optuna.trial.TrialState.FAIL) == 1
+    failed = next(t for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
+    assert failed.params["model.optimizer.lr"] == -1.0 and failed.value is None
+    jobs = _jobs(tmp_path / "s1")
+    bad = [j for j in jobs if j["status"] == "failed"]
+    assert len(jobs) == 4 and len(bad) == 1 and "learning rate" in bad[0]["error"].lower()
+
+    # The same command again resumes the study; failed_trials=retry runs the failed parameters first.
+    proc = run_script([*common, "hydra.sweeper.n_trials=1", "hydra.sweeper.failed_trials=retry",
+                       f"hydra.sweep.dir={tmp_path / 's2'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="translation", storage=storage)
+    assert len(study.trials) == 5 and study.trials[-1].params == failed.params
+    assert study.user_attrs["attnlab_retried_trials"] == [failed.number]
+
+
+def test_a_nan_or_missing_value_becomes_a_failed_trial_with_its_reason(tmp_path: Path) -> None:
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from attnlab.runs.attempts import finish_attempt
+    from attnlab.sweepers.failsafe_optuna import TrialFailed, fail_jobs_without_value
+
+    def job(name: str, value, record: dict) -> JobReturn:
+        out = tmp_path / name
+        finish_attempt(out, {"monitor": {"metric": "val/bleu"}, **record}, None)
+        ret = JobReturn(overrides=[f"job={name}"], status=JobStatus.COMPLETED, _return_value=value)
+        ret.hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(out)}}})
+        return ret
+
+    good = job("good", 12.5, {"status": "ok"})
+    nan = job("nan", float("nan"), {"status": "ok", "metrics": {"val/bleu": None}})
+    crashed = job("crashed", float("nan"), {"status": "failed", "error": "ValueError: boom"})
+    assert fail_jobs_without_value([good, nan, crashed]) == [nan, crashed]
+    assert good.status == JobStatus.COMPLETED and good.return_value == 12.5
+    with pytest.raises(TrialFailed, match="val/bleu is nan"):
+        nan.return_value
+    with pytest.raises(TrialFailed, match="boom"):
+        crashed.return_value
+    record = json.loads((tmp_path / "nan" / "metrics.json").read_text())
+    assert record["status"] == "failed" and "failed Optuna trial" in record["error"]
+    assert record["attempts"][-1]["status"] == "failed"

@@ -85,12 +85,17 @@ def test_detection_train_script_then_eval(tmp_path: Path) -> None:
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "ok" and record["task"] == "detection"
     assert record["metrics"]["test/map_50"] is not None
-    # The checkpoint train.py tested (the best one), so eval must reproduce its test figures exactly.
-    proc = run_script(["eval.py", f"ckpt_path={record['best_model_path']}", *common,
+    # The checkpoint train.py tested (the best one), so eval must reproduce its test figures exactly;
+    # with the task overrides train.py took (row 12 of issue 10), checked against the checkpoint.
+    proc = run_script(["eval.py", "model=cnn_attn", "data=coco", f"ckpt_path={record['best_model_path']}", *common,
                        f"hydra.run.dir={tmp_path / 'eval'}"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["metrics"]["test/map"] == pytest.approx(record["metrics"]["test/map"], abs=1e-6)
+    # Data overrides apply on top of the run's data config: another test annotation file is used.
+    proc = run_script(["eval.py", "model=cnn_attn", "data=coco", f"ckpt_path={record['best_model_path']}", *common,
+                       "data.splits.test.annotations=annotations/other_test.json", f"hydra.run.dir={tmp_path / 'e2'}"])
+    assert proc.returncode == 1 and "other_test.json" in proc.stdout + proc.stderr, proc.stderr[-3000:]
 
 
 def test_train_script_then_eval_from_its_checkpoint(tmp_path: Path) -> None:
@@ -140,3 +145,24 @@ def test_compile_option_compiles_the_hot_modules_and_keeps_checkpoint_keys(task:
         else {"net.detector.backbone"}
     assert expected <= compiled, compiled
     assert not any("_orig_mod" in key for key in model.state_dict())  # checkpoints load with or without compile
+
+
+@pytest.mark.parametrize("logger", ["logger=null", "logger=[]", "~logger"])
+def test_no_logger_runs_with_the_default_callbacks(logger: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Row 13 of issue 10: Lightning's LR monitor refuses a logger-less trainer; it steps aside instead.
+    ``logger=null`` (which Hydra itself refuses for a group) means ``logger=[]`` on train.py's command line."""
+    import logging
+
+    from attnlab.train import no_logger_alias
+
+    (logger,) = no_logger_alias([logger])
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from attnlab.callbacks.media import MediaLogger
+
+    cfg = compose_train(["debug=fdr", logger, "extras.print_config=false", *TINY_TRANSLATION], tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="attnlab.utils.instantiate"):
+        metrics, objects = train(cfg)
+    assert objects["trainer"].state.finished and metrics["train/loss"] is not None
+    assert not any(isinstance(cb, (LearningRateMonitor, MediaLogger)) for cb in objects["trainer"].callbacks)
+    assert "LearningRateMonitor left out" in caplog.text and "MediaLogger left out" in caplog.text

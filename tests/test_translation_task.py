@@ -118,7 +118,9 @@ def test_loss_decreases_on_a_tiny_overfit_batch(dm: TranslationDataModule) -> No
 
 def test_checkpoint_round_trip_gives_identical_outputs(fitted, dm: TranslationDataModule) -> None:
     task, _, out = fitted
-    loaded = TranslationTask.load_from_checkpoint(out["ckpt"], map_location="cpu", weights_only=False)
+    # weights_only=True: the optimizer and scheduler are stored as plain config dicts, not partials.
+    loaded = TranslationTask.load_from_checkpoint(out["ckpt"], map_location="cpu", weights_only=True)
+    assert loaded.hparams.optimizer == {"_target_": "torch.optim.adamw.AdamW", "lr": task.hparams.optimizer["lr"]}
     assert loaded.hparams.attention == {"kind": "additive", "hidden_dim": 16}
     assert loaded.hparams.net == TINY_NET
     task.eval()
@@ -283,3 +285,20 @@ def test_translate_script_stdin_and_errors(
     junk.write_bytes(b"not a checkpoint")
     assert script.main([f"ckpt_path={junk}", "a ."]) == 2
     assert "cannot load" in capsys.readouterr().err
+
+
+def test_task_decoding_uses_the_configured_cap(dm: TranslationDataModule) -> None:
+    """Row 8: one 10,000-word line decodes at most model.max_decode_len tokens (default from the config)."""
+    from .helpers import CONF
+
+    import yaml
+
+    assert yaml.safe_load((CONF / "model" / "seq2seq_attn.yaml").read_text())["max_decode_len"] == 256
+    task = make_task(dm, max_decode_len=12).eval()
+    with torch.no_grad():
+        task.model.decoder.out.bias[dm.model_kwargs()["eos_id"]] = -1e4  # only the cap can stop it
+    batch = task.encode_sources([" ".join(["the"] * 10_000), "the dog ."])
+    for beam in (1, 2):
+        hyp = task.decode(batch, beam_size=beam)
+        assert hyp.tokens.size(1) == 12 and int(hyp.lengths[0]) == 12, beam
+    assert len(task.translate([" ".join(["the"] * 10_000)], beam_size=2)[0].split()) <= 12

@@ -32,7 +32,9 @@ Usage:
     "eval": """\
 Usage:
   python eval.py ckpt_path=<run dir>/checkpoints/best.ckpt    score a checkpoint on the test split of its data
-  python eval.py ckpt_path=... +data.<key>=<value>            ... with some data settings changed""",
+  python eval.py ckpt_path=... model=cnn_attn data=coco       the task groups train.py takes (checked against the checkpoint)
+  python eval.py ckpt_path=... data=coco data.<key>=<value>   ... with some data settings changed (another test split)
+  python eval.py ckpt_path=... +data.<key>=<value>            the same without naming the data option""",
 }
 
 

@@ -1,7 +1,11 @@
 """``python eval.py ckpt_path=...``: score a checkpoint on the test (or val) split.
 
 The checkpoint carries the run's resolved config (see :mod:`attnlab.callbacks.config_in_checkpoint`),
-so the same datamodule is rebuilt and the task is restored with ``load_from_checkpoint``.
+so the same datamodule is rebuilt and the task is restored with ``load_from_checkpoint``. The file
+is read with ``torch.load(weights_only=True)`` and its config is untrusted: only allow-listed
+``_target_``s are instantiated from it (:mod:`attnlab.runs.trusted_targets`). Task overrides
+(``model=``, ``data=``, ``experiment=``, ``attention=``) are taken as ``train.py`` takes them and
+checked against the checkpoint (:mod:`attnlab.eval_overrides`).
 """
 
 from __future__ import annotations
@@ -12,43 +16,39 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from attnlab.errors import AttnlabError, ConfigError
 from attnlab.project import config_dir, ensure_project_root_env
+from attnlab.runs.run_dir import register_resolvers
 from attnlab.utils.metrics_file import to_float, write_metrics_file
 
 log = logging.getLogger(__name__)
 
+register_resolvers()
 
-def load_run_config(ckpt_path: Path) -> tuple[DictConfig, dict[str, str]]:
-    """The resolved config (and group choices) of the run that wrote ``ckpt_path``.
 
-    Read from the checkpoint itself; for checkpoints written without it, from the run's
-    ``.hydra/config.yaml`` (``<run>/checkpoints/x.ckpt`` -> ``<run>/.hydra``).
-    """
-    import torch
+def _task_class(run_cfg: dict[str, Any], ckpt_path: Path) -> type:
+    """The LightningModule class the checkpoint's config names (allow-listed ``_target_`` only)."""
+    import pytorch_lightning as pl
 
-    from attnlab.callbacks.config_in_checkpoint import CHECKPOINT_KEY
+    from attnlab.runs.trusted_targets import locate_trusted
 
-    try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ConfigError(f"ckpt_path={ckpt_path} could not be read as a checkpoint: {exc}") from exc
-    saved = checkpoint.get(CHECKPOINT_KEY)
-    if saved:
-        return OmegaConf.create(saved["config"]), dict(saved.get("choices", {}))
-    hydra_cfg = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
-    if hydra_cfg.is_file():
-        return OmegaConf.load(hydra_cfg), {}
-    raise ConfigError(
-        f"{ckpt_path} holds no attnlab config and {hydra_cfg} does not exist: "
-        "evaluate a checkpoint written by attnlab's train.py."
-    )
+    target = (run_cfg.get("model") or {}).get("_target_")
+    task_cls = locate_trusted(target, "model._target_", f"config stored in {ckpt_path}")
+    if not (isinstance(task_cls, type) and issubclass(task_cls, pl.LightningModule)):
+        raise ConfigError(f"{ckpt_path}: model._target_={target!r} is not a LightningModule.")
+    return task_cls
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float | None]:
     """Restore the task from ``cfg.ckpt_path``, run the ``cfg.split`` split, return its metrics."""
+    from attnlab.config_check import check_config_types
+    from attnlab.eval_overrides import check_task_overrides, data_config, model_overrides
+    from attnlab.runs.checkpoint_io import load_checkpoint, read_run_config
+    from attnlab.runs.trusted_targets import check_config_targets
+    from attnlab.utils.run_info import hydra_choices
+
     ckpt_path = Path(str(cfg.ckpt_path))
     if not ckpt_path.is_file():
         raise ConfigError(
@@ -57,8 +57,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float | None]:
         )
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split={cfg.split!r}: use split=test or split=val.")
-    run_cfg, choices = load_run_config(ckpt_path)
-    data_cfg = OmegaConf.merge(run_cfg.data, cfg.get("data") or {})
+    run_cfg, run_choices = read_run_config(ckpt_path, load_checkpoint(ckpt_path))
+    check_config_targets({k: run_cfg.get(k) for k in ("model", "data")}, f"config stored in {ckpt_path}")
+    choices = hydra_choices()
+    check_task_overrides(cfg, choices, run_cfg, run_choices, str(ckpt_path))
+    data_cfg = data_config(cfg, choices, run_cfg, run_choices)
+    check_config_types({"data": data_cfg, "trainer": cfg.trainer})
+    task_cls = _task_class(run_cfg, ckpt_path)
+    settings = model_overrides(cfg, task_cls)
 
     import pytorch_lightning as pl
 
@@ -67,8 +73,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float | None]:
 
     _set_threads(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    task_cls = hydra.utils.get_class(run_cfg.model._target_)
-    model = task_cls.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+    model = task_cls.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    model.hparams.update(settings)
     datamodule = instantiate_component(data_cfg)
     datamodule.prepare_data()
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
@@ -79,7 +85,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float | None]:
         "status": "ok",
         "ckpt_path": str(ckpt_path.resolve()),
         "split": cfg.split,
-        "choices": choices,
+        "choices": run_choices,
+        "eval_overrides": {**{k: v for k, v in choices.items() if k in ("data", "experiment")}, **settings},
         "metrics": metrics,
     }
     path = write_metrics_file(cfg.paths.output_dir, record)

@@ -4,6 +4,10 @@
 (from ``<run>/.hydra/overrides.yaml``; anything given again on the command line wins) and writes into
 the same run directory, where ``wandb_id.txt`` makes the W&B logger continue the same W&B run.
 Lightning restores epochs, optimizer and LR-scheduler state from the checkpoint.
+
+``overrides.yaml`` is read as untrusted input: anything but plain ``key=value`` task overrides (an
+override of Hydra itself, a ``_target_`` outside the allow-list of
+:mod:`attnlab.runs.trusted_targets`) is refused with an error naming the file.
 """
 
 from __future__ import annotations
@@ -33,7 +37,14 @@ def resume_argv(argv: list[str]) -> list[str]:
         return argv
     import yaml
 
-    original = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    from attnlab.errors import ConfigError
+    from attnlab.runs.trusted_targets import check_overrides
+
+    path = run_dir / ".hydra" / "overrides.yaml"
+    original = yaml.safe_load(path.read_text()) or []
+    if not isinstance(original, list):
+        raise ConfigError(f"{path} is not a list of overrides; the file looks edited.")
+    original = check_overrides(original, str(path))
     given = {_key(a) for a in argv if "=" in a}
     kept = [o for o in original if _key(o) not in given and _key(o) != "ckpt_path"]
     extra = [] if "hydra.run.dir" in given else [f"hydra.run.dir={run_dir}"]

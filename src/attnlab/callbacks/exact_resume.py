@@ -14,10 +14,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
 CHECKPOINT_KEY = "attnlab_rng_states"
+
+
+def _checkpointable(states: dict[str, Any]) -> dict[str, Any]:
+    """RNG states as data ``torch.load(weights_only=True)`` reads: numpy's MT19937 key array (the one
+    non-torch, non-builtin object) becomes a tensor."""
+    out = dict(states)
+    if "numpy" in out:
+        kind, key, *rest = out["numpy"]
+        out["numpy"] = (kind, torch.from_numpy(np.asarray(key, dtype=np.int64)), *rest)
+    return out
+
+
+def _restorable(states: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`_checkpointable`."""
+    out = dict(states)
+    if "numpy" in out:
+        kind, key, *rest = out["numpy"]
+        out["numpy"] = (kind, np.asarray(key, dtype=np.int64).astype(np.uint32), *rest)
+    return out
 
 
 def _samplers(loader: Any) -> list[Any]:
@@ -33,7 +54,7 @@ class ExactResume(pl.Callback):
         self._pending: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = _collect_rng_states(include_cuda=True)
+        checkpoint[CHECKPOINT_KEY] = _checkpointable(_collect_rng_states(include_cuda=True))
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         self._pending = checkpoint.get(CHECKPOINT_KEY)
@@ -43,7 +64,7 @@ class ExactResume(pl.Callback):
         # check) would otherwise shift the streams relative to the uninterrupted run. Without a
         # resume, Lightning's own set_epoch before each epoch's first batch is all the samplers need.
         if self._pending is not None:
-            _set_rng_states(self._pending)
+            _set_rng_states(_restorable(self._pending))
             self._pending = None
             self._sync_sampler_epochs(trainer)
             self._remake_train_iterator(trainer)

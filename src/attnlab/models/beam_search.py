@@ -8,7 +8,8 @@ Algorithm (close to fairseq's):
     * an ``eos`` continuation ranked within the top K *finishes* a hypothesis: it is compared,
       length-penalised, with the sentence's best finished one so far;
     * the K best non-``eos`` continuations stay alive (so the beam never shrinks);
-    * a sentence reaching its length budget ``a*src_len+b`` finishes its alive hypotheses as they are;
+    * a sentence reaching its length budget ``min(a*src_len+b, max_len)`` finishes its alive hypotheses
+      as they are;
     * a sentence stops early once no alive hypothesis can beat its best finished one: log-probs only
       decrease, so for a length penalty that grows with length the best reachable normalised
       score is ``alive_score / lp(budget)``.
@@ -66,6 +67,7 @@ def beam_search(
     length_penalty_kind: str = "gnmt",
     max_len_a: float = 1.5,
     max_len_b: int = 10,
+    max_len: int | None = None,
 ) -> Hypotheses:
     """Decode a batch with beam search.
 
@@ -75,14 +77,15 @@ def beam_search(
         beam_size: K >= 1.
         length_penalty: alpha >= 0 of :func:`length_penalty_factor`.
         length_penalty_kind: ``gnmt``, ``average`` or ``none``.
-        max_len_a, max_len_b: each sentence may produce at most ``a * src_len + b`` tokens.
+        max_len_a, max_len_b, max_len: each sentence may produce at most ``min(a * src_len + b, max_len)``
+            tokens (``max_len`` None: the model's default cap, ``seq2seq.MAX_DECODE_LEN``).
 
     Returns:
         :class:`Hypotheses` of the best hypothesis per sentence: tokens (B, T') (eos included when
         produced, pad after), lengths (B,), scores (B,) raw total log-probs (no penalty) and
         attention (B, T', S).
     """
-    from attnlab.models.seq2seq import NEG_INF, Hypotheses
+    from attnlab.models.seq2seq import MAX_DECODE_LEN, NEG_INF, Hypotheses
 
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -95,7 +98,7 @@ def beam_search(
     b, s = src.shape
     k = beam_size
     dev = src.device
-    limits = model.max_lengths(src_lengths, max_len_a, max_len_b)  # (B,)
+    limits = model.max_lengths(src_lengths, max_len_a, max_len_b, MAX_DECODE_LEN if max_len is None else max_len)
     max_steps = int(limits.max())
     bound_lp = length_penalty_factor(limits, length_penalty, length_penalty_kind)  # (B,)
     lp_steps = length_penalty_factor(torch.arange(1, max_steps + 1), length_penalty, length_penalty_kind).tolist()

@@ -24,6 +24,9 @@ __all__ = ["DecoderState", "Encoder", "Decoder", "Hypotheses", "Memory", "Seq2Se
 
 # A finite "minus infinity": -inf would give NaN in (-inf) - (-inf) during beam bookkeeping.
 NEG_INF = -1e9
+# Absolute cap on decoded target tokens, whatever max_len_a * source length + max_len_b says
+# (the task passes the configured model.max_decode_len).
+MAX_DECODE_LEN = 256
 
 
 @dataclass
@@ -363,9 +366,14 @@ class Seq2Seq(nn.Module):
         logp[:, self.bos_id] = NEG_INF
         return logp, state, weights
 
-    def max_lengths(self, src_lengths: Tensor, max_len_a: float, max_len_b: int) -> Tensor:
-        """Per-sentence output budget ``a * src_len + b`` (B,), at least 1."""
-        return (src_lengths.float() * max_len_a + max_len_b).long().clamp(min=1)
+    def max_lengths(
+        self, src_lengths: Tensor, max_len_a: float, max_len_b: int, max_len: int = MAX_DECODE_LEN
+    ) -> Tensor:
+        """Per-sentence output budget ``a * src_len + b`` (B,), at least 1 and at most ``max_len``:
+        the hard cap keeps one very long source from making a whole batch decode for minutes."""
+        if max_len < 1:
+            raise ValueError(f"max_len (the absolute decoding cap) must be >= 1, got {max_len}")
+        return (src_lengths.float() * max_len_a + max_len_b).clamp(min=1, max=max_len).long()
 
     @torch.no_grad()
     def greedy_decode(
@@ -375,19 +383,20 @@ class Seq2Seq(nn.Module):
         src_mask: Tensor | None = None,
         max_len_a: float = 1.5,
         max_len_b: int = 10,
+        max_len: int = MAX_DECODE_LEN,
     ) -> Hypotheses:
         """Greedy decoding, vectorised over the batch.
 
         Args:
             src: (B, S), src_lengths: (B,), src_mask: (B, S) optional.
-            max_len_a, max_len_b: a sentence stops after ``a * src_len + b`` tokens.
+            max_len_a, max_len_b, max_len: a sentence stops after ``min(a * src_len + b, max_len)`` tokens.
 
         Returns:
             :class:`Hypotheses` with tokens (B, T'), lengths, scores (sum of log-probs), attention (B, T', S).
         """
         memory, state = self.encode(src, src_lengths, src_mask)
         b = src.size(0)
-        limits = self.max_lengths(src_lengths, max_len_a, max_len_b)
+        limits = self.max_lengths(src_lengths, max_len_a, max_len_b, max_len)
         prev = src.new_full((b,), self.bos_id)
         done = torch.zeros(b, dtype=torch.bool, device=src.device)
         lengths = torch.zeros(b, dtype=torch.long, device=src.device)
@@ -419,6 +428,7 @@ class Seq2Seq(nn.Module):
         length_penalty_kind: str = "gnmt",
         max_len_a: float = 1.5,
         max_len_b: int = 10,
+        max_len: int = MAX_DECODE_LEN,
     ) -> Hypotheses:
         """Batched beam search (all sentences and beams in one (B*K) batch).
 
@@ -436,6 +446,7 @@ class Seq2Seq(nn.Module):
             length_penalty_kind=length_penalty_kind,
             max_len_a=max_len_a,
             max_len_b=max_len_b,
+            max_len=max_len,
         )
 
     def sequence_log_prob(self, src: Tensor, src_lengths: Tensor, tokens: Tensor) -> Tensor:

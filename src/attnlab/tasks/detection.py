@@ -16,8 +16,6 @@ Logged metrics:
 
 from __future__ import annotations
 
-import functools
-import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,7 +26,8 @@ from torch import Tensor, nn
 
 from attnlab.evaluation.coco_eval import EVAL_BACKENDS, STAT_NAMES, CocoDetectionMetric
 from attnlab.models.detector import build_detector
-from attnlab.tasks.schedule import optimizers_config
+from attnlab.tasks.optim_factories import factory_to_config
+from attnlab.tasks.schedule import configure_from_hparams
 from attnlab.utils.plain import plain
 
 __all__ = ["DetectionTask"]
@@ -36,61 +35,6 @@ __all__ = ["DetectionTask"]
 log = logging.getLogger(__name__)
 
 Batch = tuple[list[Tensor], list[dict[str, Any]]]
-
-
-_PRIMITIVES = (str, int, float, bool, type(None))
-
-
-def _partial_to_config(obj: Any) -> Any:
-    """A ``functools.partial`` of an importable callable with plain keywords -> ``{"_target_": ..., **kwargs}``.
-
-    Why: hyper-parameters are pickled into the checkpoint, and ``torch.load``'s default
-    ``weights_only=True`` refuses a pickled ``functools.partial``; a plain dict loads anywhere,
-    so ``DetectionTask.load_from_checkpoint(path)`` needs no extra argument. Anything else is
-    returned unchanged (it still works, with ``weights_only=False``).
-    """
-    if not isinstance(obj, functools.partial) or obj.args:
-        return obj
-    kwargs = {k: plain(v) for k, v in obj.keywords.items()}  # hydra may leave ListConfig values
-
-    def primitive(value: Any) -> bool:
-        items = value if isinstance(value, (list, tuple)) else [value]
-        return all(isinstance(x, _PRIMITIVES) for x in items)
-
-    target = f"{obj.func.__module__}.{obj.func.__qualname__}"
-    try:
-        importable = _locate(target) is obj.func
-    except (ImportError, AttributeError):
-        importable = False
-    if not importable or not all(primitive(v) for v in kwargs.values()):
-        return obj
-    return {"_target_": target, **{k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
-
-
-def _locate(path: str) -> Any:
-    """The object at a dotted path (``torch.optim.adamw.AdamW``)."""
-    module_path, _, name = path.rpartition(".")
-    parts = name.split(".")
-    while True:
-        try:
-            obj: Any = importlib.import_module(module_path)
-            break
-        except ImportError:
-            module_path, _, head = module_path.rpartition(".")
-            if not module_path:
-                raise
-            parts.insert(0, head)
-    for part in parts:
-        obj = getattr(obj, part)
-    return obj
-
-
-def _config_to_partial(obj: Any) -> Callable[..., Any] | None:
-    """Inverse of :func:`_partial_to_config` (also accepts a hydra-style dict with ``_partial_``)."""
-    if isinstance(obj, Mapping) and "_target_" in obj:
-        kwargs = {k: v for k, v in obj.items() if k not in ("_target_", "_partial_")}
-        return functools.partial(_locate(str(obj["_target_"])), **kwargs)
-    return obj
 
 
 def _model_targets(targets: Sequence[Mapping[str, Any]]) -> list[dict[str, Tensor]]:
@@ -115,7 +59,7 @@ class DetectionTask(pl.LightningModule):
         net: keyword arguments of :func:`~attnlab.models.detector.build_detector` (detector,
             backbone, weights, sizes, anchors, attention_levels ...).
         optimizer: ``functools.partial`` of a torch optimizer, called with ``params=`` (stored in the
-            hyper-parameters as ``{"_target_": ..., **kwargs}``, see :func:`_partial_to_config`).
+            hyper-parameters as ``{"_target_": ..., **kwargs}``, see :mod:`attnlab.tasks.optim_factories`).
         scheduler: ``functools.partial`` of an LR scheduler (called with ``optimizer=``;
             ``total_steps`` / ``T_max`` are filled in from the trainer when left out) or None.
         scheduler_interval: ``step`` or ``epoch``.
@@ -127,6 +71,9 @@ class DetectionTask(pl.LightningModule):
     rebuilds the model with no other argument.
     """
 
+    # Hyper-parameters eval.py may change on a trained model: none (the COCO metrics are built in __init__).
+    EVAL_SETTINGS: tuple[str, ...] = ()
+
     def __init__(
         self,
         num_classes: int,
@@ -134,8 +81,8 @@ class DetectionTask(pl.LightningModule):
         category_ids: Sequence[Any],
         attention: Mapping[str, Any],
         net: Mapping[str, Any] | None = None,
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., Any] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | Mapping[str, Any] | None = None,
+        scheduler: Callable[..., Any] | Mapping[str, Any] | None = None,
         scheduler_interval: str = "step",
         eval_backend: str = "pycocotools",
         n_media_images: int = 4,
@@ -157,8 +104,8 @@ class DetectionTask(pl.LightningModule):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         if eval_backend not in EVAL_BACKENDS:
             raise ValueError(f"eval_backend must be one of {EVAL_BACKENDS}, got {eval_backend!r}")
-        optimizer = _partial_to_config(plain(optimizer))
-        scheduler = _partial_to_config(plain(scheduler))
+        optimizer = factory_to_config(optimizer, "optimizer")
+        scheduler = factory_to_config(scheduler, "scheduler")
         # logger=False: train.py logs the resolved config once; these would repeat it, flattened.
         self.save_hyperparameters(logger=False)
         self.net = build_detector(num_classes, attention, **net)
@@ -320,11 +267,6 @@ class DetectionTask(pl.LightningModule):
         return {"net.detector.backbone": self.net.detector.backbone}
 
     def configure_optimizers(self) -> Any:
-        make_optimizer = _config_to_partial(self.hparams.optimizer)
-        make_scheduler = _config_to_partial(self.hparams.scheduler)
-        if make_optimizer is None:
-            raise ValueError("DetectionTask needs an optimizer (a functools.partial, e.g. hydra `_partial_: true`)")
         # Frozen layers of a pretrained backbone have requires_grad=False: leave them out.
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = make_optimizer(params=params)
-        return optimizers_config(optimizer, make_scheduler, self.hparams.scheduler_interval, self.trainer)
+        return configure_from_hparams(self.hparams, params, self.trainer, "DetectionTask")

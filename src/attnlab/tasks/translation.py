@@ -13,7 +13,7 @@ Logged metrics:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -22,8 +22,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics.aggregation import SumMetric
 
-from attnlab.models.seq2seq import Hypotheses, Seq2Seq
-from attnlab.tasks.schedule import optimizers_config
+from attnlab.models.seq2seq import MAX_DECODE_LEN, Hypotheses, Seq2Seq
+from attnlab.tasks.optim_factories import factory_to_config
+from attnlab.tasks.schedule import configure_from_hparams
 from attnlab.tasks.translation_metrics import TranslationMetrics
 from attnlab.utils.plain import plain
 
@@ -43,7 +44,8 @@ class TranslationTask(pl.LightningModule):
             so a checkpoint alone can translate.
         attention: the ``attention`` config group as a dict (``kind`` + options).
         net: model sizes for :class:`Seq2Seq`: ``emb_dim``, ``hidden_dim``, ``num_layers``, ``dropout``.
-        optimizer: ``functools.partial`` of a torch optimizer, called with ``params=``.
+        optimizer: ``functools.partial`` of a torch optimizer, called with ``params=`` (stored in the
+            hyper-parameters as ``{"_target_": ..., **kwargs}``, see :mod:`attnlab.tasks.optim_factories`).
         scheduler: ``functools.partial`` of an LR scheduler (called with ``optimizer=``; ``total_steps``
             / ``T_max`` are filled in from the trainer when the partial leaves them out) or None.
         scheduler_interval: ``step`` or ``epoch``.
@@ -51,11 +53,17 @@ class TranslationTask(pl.LightningModule):
         val_beam_size: beam for validation decoding (1 = greedy, the fast default).
         beam_size: beam for test decoding and :meth:`translate`.
         length_penalty, length_penalty_kind: see :func:`attnlab.models.beam_search.length_penalty_factor`.
-        max_len_a, max_len_b: decode at most ``a * src_len + b`` tokens.
+        max_len_a, max_len_b: decode at most ``a * src_len + b`` tokens ...
+        max_decode_len: ... and never more than this, however long the source (a hard cap: one
+            10,000-word line in a test set must not make decoding run for minutes).
         bleu_tokenize: sacreBLEU tokenizer for BLEU.
         n_media_examples: alignment heat maps per validation epoch (W&B only).
         n_table_rows: validation sentences in the W&B sample table.
     """
+
+    # Hyper-parameters eval.py may change on a trained model (``model.beam_size=10``): read at decode time.
+    EVAL_SETTINGS = ("val_beam_size", "beam_size", "length_penalty", "length_penalty_kind", "max_len_a",
+                     "max_len_b", "max_decode_len")
 
     def __init__(
         self,
@@ -68,8 +76,8 @@ class TranslationTask(pl.LightningModule):
         tgt_tokenizer_json: str,
         attention: dict[str, Any],
         net: dict[str, Any] | None = None,
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., Any] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | Mapping[str, Any] | None = None,
+        scheduler: Callable[..., Any] | Mapping[str, Any] | None = None,
         scheduler_interval: str = "step",
         label_smoothing: float = 0.1,
         val_beam_size: int = 1,
@@ -78,6 +86,7 @@ class TranslationTask(pl.LightningModule):
         length_penalty_kind: str = "gnmt",
         max_len_a: float = 1.5,
         max_len_b: int = 10,
+        max_decode_len: int = MAX_DECODE_LEN,
         bleu_tokenize: str = "13a",
         n_media_examples: int = 4,
         n_table_rows: int = 16,
@@ -89,6 +98,11 @@ class TranslationTask(pl.LightningModule):
         net = dict(plain(net) or {})
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        if max_decode_len < 1:
+            raise ValueError(f"max_decode_len must be >= 1, got {max_decode_len}")
+        # Plain dicts, not pickled partials: checkpoints must load with torch.load(weights_only=True).
+        optimizer = factory_to_config(optimizer, "optimizer")
+        scheduler = factory_to_config(scheduler, "scheduler")
         # logger=False: the hparams hold both tokenizers as JSON (hundreds of KB); they belong in the
         # checkpoint, not in the W&B config, which train.py fills with the resolved config instead.
         self.save_hyperparameters(logger=False)
@@ -157,8 +171,10 @@ class TranslationTask(pl.LightningModule):
         """Decode a batch greedily (``beam_size == 1``) or with beam search."""
         src, lengths, mask = batch["src"], batch["src_lengths"], batch.get("src_mask")
         hp = self.hparams
+        cap = self.decode_cap
         if beam_size <= 1:
-            return self.model.greedy_decode(src, lengths, mask, max_len_a=hp.max_len_a, max_len_b=hp.max_len_b)
+            return self.model.greedy_decode(src, lengths, mask, max_len_a=hp.max_len_a, max_len_b=hp.max_len_b,
+                                            max_len=cap)
         return self.model.beam_search(
             src,
             lengths,
@@ -168,7 +184,13 @@ class TranslationTask(pl.LightningModule):
             length_penalty_kind=hp.length_penalty_kind,
             max_len_a=hp.max_len_a,
             max_len_b=hp.max_len_b,
+            max_len=cap,
         )
+
+    @property
+    def decode_cap(self) -> int:
+        """The absolute decoding cap, ``max_decode_len``."""
+        return int(self.hparams.max_decode_len)
 
     def ids_to_text(self, tokens: Tensor) -> list[str]:
         """Target ids (B, T) -> detokenised strings, cut at the first ``eos``."""
@@ -305,7 +327,4 @@ class TranslationTask(pl.LightningModule):
                 "decoder.combine": decoder.combine, "decoder.out": decoder.out}
 
     def configure_optimizers(self) -> Any:
-        if self.hparams.optimizer is None:
-            raise ValueError("TranslationTask needs an optimizer (a functools.partial, e.g. hydra `_partial_: true`)")
-        optimizer = self.hparams.optimizer(params=self.parameters())
-        return optimizers_config(optimizer, self.hparams.scheduler, self.hparams.scheduler_interval, self.trainer)
+        return configure_from_hparams(self.hparams, self.parameters(), self.trainer, "TranslationTask")

@@ -94,7 +94,8 @@ def alignments_for(task: TranslationTask, sources: Sequence[str]) -> list[tuple[
     try:
         batch = task.encode_sources(sources)
         hyp = task.model.greedy_decode(
-            batch["src"], batch["src_lengths"], batch["src_mask"], max_len_a=hp.max_len_a, max_len_b=hp.max_len_b
+            batch["src"], batch["src_lengths"], batch["src_mask"], max_len_a=hp.max_len_a, max_len_b=hp.max_len_b,
+            max_len=task.decode_cap,
         )
     finally:
         task.train(was_training)

@@ -51,3 +51,24 @@ def instantiate_loggers(node: DictConfig | None, **wandb_kwargs: Any) -> list[An
         else:
             loggers.append(instantiate(lg_conf))
     return loggers
+
+
+def drop_logger_only_callbacks(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
+    """With no logger (``logger=[]`` / ``logger=null``), leave out callbacks that only feed one.
+
+    Lightning's LearningRateMonitor refuses to run without a logger; attnlab's MediaLogger only
+    draws for W&B. Both step aside with a debug line instead of failing or idling.
+    """
+    if loggers:
+        return callbacks
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from attnlab.callbacks.media import MediaLogger
+
+    kept = []
+    for callback in callbacks:
+        if isinstance(callback, (LearningRateMonitor, MediaLogger)):
+            log.debug("No logger configured: %s left out (it only writes to a logger)", type(callback).__name__)
+        else:
+            kept.append(callback)
+    return kept

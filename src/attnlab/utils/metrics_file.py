@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,13 +22,21 @@ def to_float(value: Any) -> float | None:
 
 
 def write_metrics_file(output_dir: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write ``record`` atomically to ``<output_dir>/metrics.json`` (a crash mid-write leaves the old file)."""
+    """Write ``record`` atomically to ``<output_dir>/metrics.json`` (a crash mid-write leaves the old file).
+
+    The temporary file is unique per process, so two writers never interleave into one file.
+    """
     path = Path(output_dir) / METRICS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(record, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{METRICS_FILE}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=2, sort_keys=True, default=str)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a record is for everyone who can read the folder
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
