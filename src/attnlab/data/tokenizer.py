@@ -48,6 +48,11 @@ _PIECE_PATTERN = r"▁?\p{P}|▁?[^▁\p{P}]+"
 _CACHE_FORMAT = 1
 
 
+def pipeline_settings() -> dict[str, Any]:
+    """What, besides the training text and the trainer settings, decides a tokenizer's ids (for cache keys)."""
+    return {"format": _CACHE_FORMAT, "pattern": _PIECE_PATTERN, "special_tokens": list(SPECIAL_TOKENS)}
+
+
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.Sequence(
         [
@@ -162,14 +167,31 @@ class TextTokenizer:
                     out.kind, out.cache_path, out.from_cache = kind, path, True
                     log.info("loaded %s tokenizer (vocab %d) from cache %s", kind, out.vocab_size, path)
                     return out
-        tok, trainer = _new_tokenizer(kind, int(vocab_size), int(min_frequency))
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        out = cls(tok, kind)
+        out = cls.train_from_iterator(texts, kind, vocab_size, min_frequency, length=len(texts))
         if path is not None:
             _atomic_write(path, out.to_json())
             out.cache_path = path
             log.info("trained %s tokenizer (vocab %d), cached at %s", kind, out.vocab_size, path)
         return out
+
+    @classmethod
+    def train_from_iterator(
+        cls,
+        texts: Iterable[str] | Iterable[list[str]],
+        kind: str = "word",
+        vocab_size: int = 8000,
+        min_frequency: int = 1,
+        length: int | None = None,
+    ) -> TextTokenizer:
+        """Train on ``texts`` (strings, or lists of strings: batches) as they are iterated, without
+        holding them (no cache: the corpus store caches the result with the whole corpus)."""
+        if kind not in TOKENIZER_KINDS:
+            raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZER_KINDS}")
+        if vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+        tok, trainer = _new_tokenizer(kind, int(vocab_size), int(min_frequency))
+        tok.train_from_iterator(texts, trainer=trainer, length=length)
+        return cls(tok, kind)
 
     @classmethod
     def from_json(cls, s: str) -> TextTokenizer:
