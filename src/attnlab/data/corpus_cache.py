@@ -42,7 +42,8 @@ __all__ = ["BUILD_LOG", "cache_key", "corpora_root", "open_or_build", "read_buil
 log = logging.getLogger(__name__)
 
 BUILD_LOG = "builds.log"
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+# No space, no quota, no permission, read-only, or a file size limit (ulimit -f).
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
 _session_root: Path | None = None
 
 

@@ -66,6 +66,7 @@ def file_digest(path: str | os.PathLike[str], memo_dir: str | os.PathLike[str] |
     if memo is not None and _stat_key(after) == _stat_key(st):
         settled = (hashed_at - max(st.st_mtime_ns, st.st_ctime_ns)) / 1e9 >= SETTLE_SECONDS
         entry = {"path": str(path), "stat": _stat_key(st), "sha256": digest, "settled": settled}
+        tmp = None
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=memo.parent, prefix=memo.name, suffix=".tmp")
@@ -74,4 +75,6 @@ def file_digest(path: str | os.PathLike[str], memo_dir: str | os.PathLike[str] |
             os.replace(tmp, memo)
         except OSError as err:  # a read-only cache still works, it just hashes every time
             log.debug("cannot write the digest memo %s: %s", memo, err)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
     return digest

@@ -24,8 +24,8 @@ import json
 import logging
 import os
 import tempfile
-import unicodedata
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,8 @@ _META = "\u2581"  # "▁", SentencePiece's word-start marker
 # A punctuation mark (with the ▁ of a preceding space), or a run of anything else up to the next
 # word start or punctuation mark. \p{P} is Unicode punctuation, so « » ¿ … are split off too.
 _PIECE_PATTERN = r"▁?\p{P}|▁?[^▁\p{P}]+"
+# Distinct words whose ids encode_batch remembers (about 150 MB at the most).
+_WORD_CACHE_SIZE = 1_000_000
 # Bump when the tokenizer pipeline changes, so old cache entries are not reused.
 _CACHE_FORMAT = 1
 
@@ -123,7 +125,7 @@ class TextTokenizer:
         self.kind = kind or json.loads(tokenizer.to_str()).get("model", {}).get("type", "?").lower()
         self.cache_path: Path | None = None
         self.from_cache = False
-        self._vocab_cache: dict[str, int] | None = None
+        self._word_cache: dict[str, list[int]] = {}
 
     # -- building ---------------------------------------------------------------------------
 
@@ -214,38 +216,66 @@ class TextTokenizer:
         return self._tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """:meth:`encode` for many texts at once (parallel in the Rust core)."""
+        """:meth:`encode` for many texts at once, the same ids as the tokenizer gives one by one.
+
+        Each distinct whitespace word is encoded once and remembered (see :meth:`encode_flat`);
+        texts with leading, trailing or double spaces go through the tokenizer whole.
+        """
         texts = list(texts)
-        out: list[list[int] | None] = [None] * len(texts)
-        if self.kind == "word":
-            # Fast path (about 10x): a whitespace word whose "▁word" is in the vocabulary is exactly
-            # one piece for the pre-tokenizer too (a vocabulary piece never holds punctuation next
-            # to other characters), so a dict look-up gives the same ids. Texts with any other
-            # word go through the tokenizer.
-            vocab = self._vocab()
-            for k, text in enumerate(texts):
-                words = text.split(" ")
-                if "" in words:  # leading/trailing/double spaces: leave those to the tokenizer
-                    continue
-                ids = [vocab.get(_META + w) for w in words]
-                last = words[-1]
-                if ids[-1] is None and len(last) > 1 and unicodedata.category(last[-1]).startswith("P"):
-                    # "word." at the end of a sentence: pieces "▁word" and "."
-                    ids[-1:] = [vocab.get(_META + last[:-1]), vocab.get(last[-1])]
-                if None not in ids:
-                    out[k] = ids  # type: ignore[assignment]
+        rows = [text.split(" ") for text in texts]
+        cache = self._remember(rows)
+        out: list[list[int] | None] = [
+            None if "" in words else list(chain.from_iterable(map(cache.__getitem__, words))) for words in rows
+        ]
         rest = [k for k, ids in enumerate(out) if ids is None]
-        if rest:
-            # encode_batch_fast skips the character offsets we never use.
-            encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
-            for k, enc in zip(rest, encode([texts[k] for k in rest], add_special_tokens=False), strict=True):
-                out[k] = enc.ids
+        for k, ids in zip(rest, self._encode_whole([texts[k] for k in rest]), strict=True):
+            out[k] = ids
         return out  # type: ignore[return-value]
 
-    def _vocab(self) -> dict[str, int]:
-        if self._vocab_cache is None:
-            self._vocab_cache = self._tok.get_vocab(with_added_tokens=False)
-        return self._vocab_cache
+    def encode_flat(self, texts: Sequence[str], dtype: Any = "int64") -> tuple[Any, Any]:
+        """Ids of ``texts`` back to back (a numpy array of ``dtype``) and each text's id count.
+
+        The same ids as :meth:`encode` text by text: the pre-tokenizer never joins two whitespace
+        words into one piece, and the ``Metaspace`` start marker makes a word at the start of a
+        text the same piece as after a space, so a single-spaced text's ids are its words' ids in
+        order. Each distinct word is encoded once and remembered, and the rest is look-ups in C
+        iterators: 10-30x faster than encoding every sentence in the Rust core, whose BPE cache is
+        small and whose pre-tokenizer regex is slow.
+        """
+        import numpy as np
+
+        texts = list(texts)
+        rows = [text.split(" ") for text in texts]
+        if any("" in words for words in rows):  # unusual spacing: the general path
+            lists = self.encode_batch(texts)
+            lengths = np.fromiter(map(len, lists), np.int64, len(lists))
+            return np.fromiter(chain.from_iterable(lists), dtype, int(lengths.sum())), lengths
+        cache = self._remember(rows)
+        pieces = list(map(cache.__getitem__, chain.from_iterable(rows)))
+        word_lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        ids = np.fromiter(chain.from_iterable(pieces), dtype, int(word_lengths.sum()))
+        if not rows:
+            return ids, np.zeros(0, np.int64)
+        starts = np.zeros(len(rows), np.int64)
+        np.cumsum(np.fromiter(map(len, rows), np.int64, len(rows))[:-1], out=starts[1:])
+        return ids, np.add.reduceat(word_lengths, starts)
+
+    def _remember(self, rows: Sequence[Sequence[str]]) -> dict[str, list[int]]:
+        """The word cache, with every word of ``rows`` in it (new ones encoded in one batch)."""
+        cache = self._word_cache
+        unknown = list({w for words in rows for w in words if w not in cache} - {""})
+        if unknown:
+            if len(cache) + len(unknown) > _WORD_CACHE_SIZE:
+                cache.clear()  # bounded memory; frequent words come straight back
+            cache.update(zip(unknown, self._encode_whole(unknown), strict=True))
+        return cache
+
+    def _encode_whole(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        # encode_batch_fast skips the character offsets we never use.
+        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        return [enc.ids for enc in encode(texts, add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int] | Any) -> str:
         """Text of ``ids`` (a list or a 1-D tensor): stops at the first ``<eos>``, drops the other
@@ -281,7 +311,7 @@ class TextTokenizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._tok = Tokenizer.from_str(state["json"])
-        self._vocab_cache = None
+        self._word_cache = {}
         self.kind = state["kind"]
         self.cache_path = state["cache_path"]
         self.from_cache = state["from_cache"]
