@@ -254,3 +254,26 @@ def test_word_cache_encoding_matches_the_tokenizer(kind: str) -> None:
     tok = TextTokenizer.train(EN * 3 + FR * 3, kind=kind, vocab_size=150)
     assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]
     assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]  # from the word cache this time
+
+
+@pytest.mark.slow
+def test_ddp_cpu_and_a_joblib_sweep_build_a_new_corpus_exactly_once(tmp_path: Path) -> None:
+    """Every DDP rank and every job of a parallel sweep needs the same new corpus: one build each."""
+    from .helpers import TINY_TRANSLATION, run_script
+
+    cache = tmp_path / "cache"
+    common = [*TINY_TRANSLATION, "debug=limit", "trainer.max_epochs=1", "extras.print_config=false",
+              "callbacks.rich_progress_bar=null", "logger=csv", f"paths.cache_dir={cache}",
+              f"paths.log_dir={tmp_path / 'logs'}"]
+    proc = run_script(["train.py", "trainer=ddp_cpu", "data.corpus_seed=11", *common,
+                       f"hydra.run.dir={tmp_path / 'ddp'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["status"] == "ok"
+    assert len(builds(cache)) == 1
+    proc = run_script(["train.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "attention=dot,general",
+                       "data.corpus_seed=12", *common, f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/metrics.json"))]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    keys = [b["key"] for b in builds(cache)]
+    assert len(keys) == 2 and keys[0] != keys[1]  # the sweep's two jobs built their new corpus once

@@ -10,6 +10,7 @@ see :mod:`attnlab.bench.report`):
     evaluation   COCO evaluation time per backend (shared fixture, synthetic 1000-image set)
     startup      train.py --help / --cfg job wall time, process start -> first training step
     sweep        a 2-job sweep one job after the other vs two at once (hydra/launcher=joblib)
+    data         corpus token store at full size: cold build, warm setup, peak RSS; training steps/s
 
 Importing this package is cheap (no torch); sections import what they need when they run.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 #: Section keys in the order they run and are reported.
 SECTIONS: tuple[str, ...] = (
-    "overhead", "attention", "throughput", "decoding", "evaluation", "startup", "sweep",
+    "overhead", "attention", "throughput", "decoding", "evaluation", "startup", "sweep", "data",
 )
 
 __all__ = ["SECTIONS"]

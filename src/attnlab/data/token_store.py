@@ -42,14 +42,18 @@ def id_dtype(vocab_size: int) -> np.dtype:
 
 
 def _map(path: Path, dtype: Any, count: int) -> np.ndarray:
-    """A read-only memory map of ``count`` items (an empty array for 0: mmap refuses empty files)."""
+    """A read-only memory map of ``count`` items (an empty array for 0: mmap refuses empty files).
+
+    Returned as a plain ndarray view of the map: slicing an ``np.memmap`` costs several times more
+    (its ``__getitem__`` and ``__array_finalize__`` run in Python), and batches slice thousands of times.
+    """
     if count == 0:
         return np.empty(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+    return np.memmap(path, dtype=dtype, mode="r", shape=(count,)).view(np.ndarray)
 
 
 def _load(path: Path) -> np.ndarray:
-    return np.load(path, mmap_mode="r")
+    return np.load(path, mmap_mode="r").view(np.ndarray)
 
 
 class TextColumn(Sequence[str]):

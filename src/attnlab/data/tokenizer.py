@@ -291,6 +291,11 @@ class TextTokenizer:
                 kept.append(i)
         return self._tok.decode(kept, skip_special_tokens=True)
 
+    def decode_plain(self, rows: list[list[int]]) -> list[str]:
+        """Text of id lists that hold no ``<pad>``/``<bos>``/``<eos>`` (e.g. a corpus' stored ids), in
+        one call to the Rust core: what :meth:`decode` gives row by row (``<unk>`` left out)."""
+        return self._tok.decode_batch(rows, skip_special_tokens=True)
+
     def decode_batch(self, batch: Iterable[Sequence[int]] | Any) -> list[str]:
         """:meth:`decode` for each row of a list of id lists or a 2-D tensor ``(B, T)``."""
         if hasattr(batch, "tolist"):

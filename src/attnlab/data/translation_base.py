@@ -104,7 +104,7 @@ class TranslationDataModuleBase(pl.LightningDataModule):
         src_vocab_size: int = 8000,
         tgt_vocab_size: int = 8000,
         min_frequency: int = 1,
-        tokenizer_sample: int = 1_000_000,
+        tokenizer_sample: int = 300_000,
         eval_max_len: int | None = 256,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:

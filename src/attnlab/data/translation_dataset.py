@@ -94,23 +94,28 @@ class TranslationDataset(Dataset):
         if self.tokenizers is None:
             raise RuntimeError(f"the {self.name} split stores no text and this dataset has no tokenizers")
         tok = self.tokenizers[0 if side == "src" else 1]
-        return tok.decode_batch([row.tolist() for row in rows])
+        return tok.decode_plain([row.tolist() for row in rows])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        """A batch of items at once (the DataLoader calls this), so text is decoded in one go."""
-        src = [self.ids("src", i) for i in indices]
-        tgt = [self.ids("tgt", i) for i in indices]
-        texts = []
-        for side, rows in (("src", src), ("tgt", tgt)):
+        """A batch of items at once (the DataLoader calls this): offsets looked up together, text
+        decoded in one call."""
+        idx = np.asarray(indices, dtype=np.int64)
+        rows, texts = {}, {}
+        for side in ("src", "tgt"):
+            ids, off = self.split.ids[side], self.split.offsets[side]
+            starts, ends = off[idx], off[idx + 1]
+            if self.max_len is not None:
+                ends = np.minimum(ends, starts + self.max_len)
+            rows[side] = [ids[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
             column = self.split.text[side]
-            texts.append([column[i] for i in indices] if column is not None else self.decode(side, rows))
-        words = self.split.src_words
+            texts[side] = [column[i] for i in idx.tolist()] if column is not None else self.decode(side, rows[side])
+        words = self.split.src_words[idx].tolist()
         return [
-            {"src_ids": s, "tgt_ids": t, "src_text": st, "tgt_text": tt, "src_num_words": int(words[i])}
-            for i, s, t, st, tt in zip(indices, src, tgt, texts[0], texts[1], strict=True)
+            {"src_ids": s, "tgt_ids": t, "src_text": st, "tgt_text": tt, "src_num_words": w}
+            for s, t, st, tt, w in zip(rows["src"], rows["tgt"], texts["src"], texts["tgt"], words, strict=True)
         ]
 
 
