@@ -86,6 +86,12 @@ def test_generated_corpus_goes_through_the_same_store(tmp_path: Path) -> None:
     assert a.fixed_examples(3) == b.fixed_examples(3)
 
 
+def test_without_a_cache_dir_the_store_is_private_to_the_process() -> None:
+    dm = TranslationDataModule(n_train=200, n_val=10, n_test=10, batch_size=8, cache_dir=None)
+    dm.setup("fit")
+    assert "attnlab-corpora-" in str(dm.store.path) and len(dm.datasets["train"]) == 200
+
+
 def test_a_changed_file_invalidates_its_store(tmp_path: Path) -> None:
     paths, cache = corpus(tmp_path / "data"), tmp_path / "cache"
     dm = files_dm(paths, cache)
