@@ -119,9 +119,14 @@ class BucketBatchSampler(BatchSampler):
         for batch in self.batch_arrays():
             yield batch.tolist()
 
-    def ordered_indices(self) -> np.ndarray:
-        """This epoch's indices in batch-cutting order (each mega-batch sorted by length)."""
+    def ordered_indices(self, limit: int | None = None) -> np.ndarray:
+        """This epoch's indices in batch-cutting order (each mega-batch sorted by length); with
+        ``limit``, only the whole mega-batches that hold the first ``limit`` indices (a sample)."""
         indices = _indices(self.sampler)
+        if limit is not None and self.bucketing and self.bucket_size:
+            indices = indices[: -(-limit // self.bucket_size) * self.bucket_size]
+        elif limit is not None:
+            indices = indices[:limit]
         if not self.bucketing or len(indices) == 0:
             return indices
         keys = np.asarray(self.lengths)[indices]
