@@ -307,7 +307,7 @@ def test_text_files_to_batches(tmp_path: Path) -> None:
     val_tgt = write(tmp_path / "val.fr", FR[:3])
     dm = files_dm(tmp_path, train_src=str(src), train_tgt=str(tgt), val_src=str(val_src), val_tgt=str(val_tgt))
     dm.setup("fit")
-    assert len(dm.datasets["train"]) == 30 and dm.datasets["test"].src_text == dm.datasets["val"].src_text
+    assert len(dm.datasets["train"]) == 30 and list(dm.datasets["test"].src_text) == list(dm.datasets["val"].src_text)
     assert dm.src_tokenizer.kind == "bpe"
     batches = list(dm.train_dataloader())
     assert sum(len(b["src_text"]) for b in batches) == 30
@@ -355,7 +355,7 @@ def test_max_len_drops_long_training_pairs_only(tmp_path: Path) -> None:
                   max_len=20, tokenizer="word")
     dm.setup("fit")
     assert dm.n_dropped_long == 1 and len(dm.datasets["train"]) == len(EN)
-    assert dm.datasets["val"].src_text == [long_en]
+    assert list(dm.datasets["val"].src_text) == [long_en]
 
 
 # Bad input: each message names what is wrong, where, and what to set.

@@ -10,6 +10,7 @@ see :mod:`attnlab.bench.report`):
     evaluation   COCO evaluation time per backend (shared fixture, synthetic 1000-image set)
     startup      train.py --help / --cfg job wall time, process start -> first training step
     sweep        a 2-job sweep one job after the other vs two at once (hydra/launcher=joblib)
+    data         corpus token store at full size: cold build, warm setup, peak RSS; training steps/s
     data_coco    COCO-2017-sized annotations: first/warm setup vs pycocotools, PSS with workers
                  (temporary key: the COCO half of the ``data`` section, joined with translation's later)
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 #: Section keys in the order they run and are reported.
 SECTIONS: tuple[str, ...] = (
-    "overhead", "attention", "throughput", "decoding", "evaluation", "startup", "sweep", "data_coco",
+    "overhead", "attention", "throughput", "decoding", "evaluation", "startup", "sweep", "data", "data_coco",
 )
 
 __all__ = ["SECTIONS"]

@@ -1,9 +1,13 @@
 """Data for attnlab's two tasks.
 
-Translation: :mod:`attnlab.data.translation` (DataModules, dataset, bucketing sampler, collate),
-:mod:`attnlab.data.synthetic_translation` (the generated default corpus),
-:mod:`attnlab.data.tokenizer` (HF ``tokenizers`` wrapper), :mod:`attnlab.data.parallel_files`
-(reading parallel text / TSV). Detection: :mod:`attnlab.data.coco` and its generated shapes set.
+Translation: :mod:`attnlab.data.translation` (the two DataModules; their shared part in
+:mod:`attnlab.data.translation_base`), :mod:`attnlab.data.translation_dataset` (dataset, collate),
+:mod:`attnlab.data.samplers` (length bucketing), the built-once memory-mapped token store
+(:mod:`attnlab.data.token_store` its layout, :mod:`attnlab.data.corpus_build` building it,
+:mod:`attnlab.data.corpus_cache` keying, locking and sharing it, :mod:`attnlab.data.file_digest`
+stat-memoised file digests), :mod:`attnlab.data.synthetic_translation` (the generated default
+corpus), :mod:`attnlab.data.tokenizer` (HF ``tokenizers`` wrapper), :mod:`attnlab.data.parallel_files`
+(streaming parallel text / TSV). Detection: :mod:`attnlab.data.coco` and its generated shapes set.
 
 Importing this package is cheap: the names below are loaded from their modules on first use,
 so ``import attnlab.data`` does not pull in torch or Lightning (Hydra's ``_target_`` paths name

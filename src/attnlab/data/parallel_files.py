@@ -11,24 +11,33 @@ file, the config key that points at it, and (for a bad line) the 1-based line nu
 Text is normalised the same way for training and for the references the metrics see:
 optional Unicode normalisation (NFKC by default), whitespace runs collapsed to one space,
 leading/trailing space stripped, optional lower-casing. Files may be gzip-compressed (``.gz``).
+Files are streamed line by line (``iter_*``), so a multi-GB corpus is never held in memory; the
+``read_*`` functions return lists for small files.
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from attnlab.errors import DataError
 
 __all__ = [
     "DataError",
     "NORMALIZATIONS",
+    "iter_lines",
+    "iter_parallel_text",
+    "iter_tsv",
     "normalize_text",
     "read_lines",
     "read_parallel_text",
     "read_tsv",
+    "resolve_file",
 ]
 
 NORMALIZATIONS: tuple[str, ...] = ("NFC", "NFD", "NFKC", "NFKD")
@@ -59,7 +68,7 @@ def normalize_text(text: str, lowercase: bool = False, normalize: str | None = "
     return text.lower() if lowercase else text
 
 
-def _resolve(path: str | os.PathLike[str] | None, key: str, hint: str) -> Path:
+def resolve_file(path: str | os.PathLike[str] | None, key: str, hint: str) -> Path:
     if path is None or str(path).strip() == "":
         raise DataError(f"data.{key} is not set: {hint}")
     p = Path(path).expanduser()
@@ -70,36 +79,83 @@ def _resolve(path: str | os.PathLike[str] | None, key: str, hint: str) -> Path:
     return p
 
 
+def _open_binary(p: Path) -> BinaryIO:
+    return gzip.open(p, "rb") if p.suffix == ".gz" else p.open("rb")
+
+
+def iter_lines(
+    path: str | os.PathLike[str] | None, key: str, hint: str = "set it to a file path", skip_blank: bool = False
+) -> Iterator[str]:
+    """The lines of a UTF-8 file (``.gz`` allowed), one at a time, without line terminators.
+
+    Streams the file, so memory stays flat however large it is. Lines are split on ``\\n`` only
+    (``\\r\\n`` is accepted; other Unicode line separators stay inside a line, so line numbers
+    match ``wc -l`` / editors). A byte-order mark is dropped. ``skip_blank`` drops lines that are
+    empty or whitespace only. ``key`` is the config key naming the file, used in error messages.
+    The path is checked when this is called, the lines are read as they are consumed.
+    """
+    p = resolve_file(path, key, hint)
+    return _lines(p, key, skip_blank)
+
+
+def _lines(p: Path, key: str, skip_blank: bool) -> Iterator[str]:
+    with _open_binary(p) as f:
+        for line_no, raw in enumerate(f, start=1):
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if raw.endswith(b"\n"):
+                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{p} (data.{key}), line {line_no}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column "
+                    f"{err.start + 1}); re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+                ) from None
+            if skip_blank and not line.strip():
+                continue
+            yield line
+
+
 def read_lines(
     path: str | os.PathLike[str] | None, key: str, hint: str = "set it to a file path", skip_blank: bool = False
 ) -> list[str]:
-    """All lines of a UTF-8 file (``.gz`` allowed), without line terminators.
+    """All lines of a file as a list (see :func:`iter_lines`; fine for small files)."""
+    return list(iter_lines(path, key, hint, skip_blank))
 
-    Lines are split on ``\\n`` only (``\\r\\n`` is accepted; other Unicode line separators stay
-    inside a line, so line numbers match ``wc -l`` / editors). A byte-order mark is dropped.
-    ``skip_blank`` drops lines that are empty or whitespace only. ``key`` is the config key
-    naming the file, used in error messages.
+
+def iter_parallel_text(
+    src_path: str | os.PathLike[str] | None,
+    tgt_path: str | os.PathLike[str] | None,
+    src_key: str,
+    tgt_key: str,
+    hint: str = "set it to a file path",
+) -> Iterator[tuple[str, str]]:
+    """Line-aligned (source, target) pairs from two plain-text files (raw, not normalised), streamed.
+
+    Files of different lengths are an error naming both files and both line counts, raised when
+    the shorter one ends (the rest of the longer one is counted, not kept).
     """
-    p = _resolve(path, key, hint)
-    raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line_no = raw.count(b"\n", 0, err.start) + 1
-        line_start = raw.rfind(b"\n", 0, err.start) + 1
-        raise DataError(
-            f"{p} (data.{key}), line {line_no}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column "
-            f"{err.start - line_start + 1}); re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it does not start a new one
-    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-    if skip_blank:
-        lines = [line for line in lines if line.strip()]
-    return lines
+    src = iter_lines(src_path, src_key, hint)
+    tgt = iter_lines(tgt_path, tgt_key, hint)
+    return _zip_parallel(src, tgt, (src_path, src_key), (tgt_path, tgt_key))
+
+
+def _zip_parallel(
+    src: Iterator[str], tgt: Iterator[str], src_where: tuple[Any, str], tgt_where: tuple[Any, str]
+) -> Iterator[tuple[str, str]]:
+    n = 0
+    for pair in itertools.zip_longest(src, tgt):
+        if pair[0] is None or pair[1] is None:
+            n_src = n + (pair[0] is not None) + sum(1 for _ in src)
+            n_tgt = n + (pair[1] is not None) + sum(1 for _ in tgt)
+            raise DataError(
+                f"parallel files differ in length: {Path(str(src_where[0])).resolve()} (data.{src_where[1]}) has "
+                f"{n_src} lines but {Path(str(tgt_where[0])).resolve()} (data.{tgt_where[1]}) has {n_tgt} lines; "
+                "line i of the source must translate to line i of the target"
+            )
+        n += 1
+        yield pair
 
 
 def read_parallel_text(
@@ -109,26 +165,18 @@ def read_parallel_text(
     tgt_key: str,
     hint: str = "set it to a file path",
 ) -> list[tuple[str, str]]:
-    """Line-aligned (source, target) pairs from two plain-text files (raw, not normalised)."""
-    src = read_lines(src_path, src_key, hint)
-    tgt = read_lines(tgt_path, tgt_key, hint)
-    if len(src) != len(tgt):
-        raise DataError(
-            f"parallel files differ in length: {Path(str(src_path)).resolve()} (data.{src_key}) has {len(src)} lines "
-            f"but {Path(str(tgt_path)).resolve()} (data.{tgt_key}) has {len(tgt)} lines; "
-            "line i of the source must translate to line i of the target"
-        )
-    return list(zip(src, tgt, strict=True))
+    """All pairs of :func:`iter_parallel_text` as a list."""
+    return list(iter_parallel_text(src_path, tgt_path, src_key, tgt_key, hint))
 
 
-def read_tsv(
+def iter_tsv(
     path: str | os.PathLike[str] | None,
     key: str,
     src_col: int = 0,
     tgt_col: int = 1,
     hint: str = "set it to a file path",
-) -> list[tuple[str, str]]:
-    """(source, target) pairs from a tab-separated file; other columns are ignored.
+) -> Iterator[tuple[str, str]]:
+    """(source, target) pairs from a tab-separated file, streamed; other columns are ignored.
 
     No quoting is interpreted (as in most MT corpora, e.g. Tatoeba exports): a tab always
     separates columns. Blank lines are skipped; a line with fewer than
@@ -138,17 +186,30 @@ def read_tsv(
         raise DataError(
             f"data.tsv_src_col={src_col} and data.tsv_tgt_col={tgt_col}: need two different non-negative column indices"
         )
-    lines = read_lines(path, key, hint)
+    lines = iter_lines(path, key, hint)
+    return _tsv_pairs(lines, Path(str(path)).resolve(), key, src_col, tgt_col)
+
+
+def _tsv_pairs(lines: Iterator[str], where: Path, key: str, src_col: int, tgt_col: int) -> Iterator[tuple[str, str]]:
     need = max(src_col, tgt_col) + 1
-    pairs: list[tuple[str, str]] = []
     for line_no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         cols = line.split("\t")
         if len(cols) < need:
             raise DataError(
-                f"{Path(str(path)).resolve()} (data.{key}), line {line_no}: {len(cols)} tab-separated column(s), "
+                f"{where} (data.{key}), line {line_no}: {len(cols)} tab-separated column(s), "
                 f"need at least {need} for data.tsv_src_col={src_col}, data.tsv_tgt_col={tgt_col}"
             )
-        pairs.append((cols[src_col], cols[tgt_col]))
-    return pairs
+        yield cols[src_col], cols[tgt_col]
+
+
+def read_tsv(
+    path: str | os.PathLike[str] | None,
+    key: str,
+    src_col: int = 0,
+    tgt_col: int = 1,
+    hint: str = "set it to a file path",
+) -> list[tuple[str, str]]:
+    """All pairs of :func:`iter_tsv` as a list."""
+    return list(iter_tsv(path, key, src_col, tgt_col, hint))

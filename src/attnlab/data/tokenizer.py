@@ -24,8 +24,8 @@ import json
 import logging
 import os
 import tempfile
-import unicodedata
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,8 +44,15 @@ _META = "\u2581"  # "▁", SentencePiece's word-start marker
 # A punctuation mark (with the ▁ of a preceding space), or a run of anything else up to the next
 # word start or punctuation mark. \p{P} is Unicode punctuation, so « » ¿ … are split off too.
 _PIECE_PATTERN = r"▁?\p{P}|▁?[^▁\p{P}]+"
+# Distinct words whose ids encode_batch remembers (about 150 MB at the most).
+_WORD_CACHE_SIZE = 1_000_000
 # Bump when the tokenizer pipeline changes, so old cache entries are not reused.
 _CACHE_FORMAT = 1
+
+
+def pipeline_settings() -> dict[str, Any]:
+    """What, besides the training text and the trainer settings, decides a tokenizer's ids (for cache keys)."""
+    return {"format": _CACHE_FORMAT, "pattern": _PIECE_PATTERN, "special_tokens": list(SPECIAL_TOKENS)}
 
 
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -118,7 +125,7 @@ class TextTokenizer:
         self.kind = kind or json.loads(tokenizer.to_str()).get("model", {}).get("type", "?").lower()
         self.cache_path: Path | None = None
         self.from_cache = False
-        self._vocab_cache: dict[str, int] | None = None
+        self._word_cache: dict[str, list[int]] = {}
 
     # -- building ---------------------------------------------------------------------------
 
@@ -162,14 +169,31 @@ class TextTokenizer:
                     out.kind, out.cache_path, out.from_cache = kind, path, True
                     log.info("loaded %s tokenizer (vocab %d) from cache %s", kind, out.vocab_size, path)
                     return out
-        tok, trainer = _new_tokenizer(kind, int(vocab_size), int(min_frequency))
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        out = cls(tok, kind)
+        out = cls.train_from_iterator(texts, kind, vocab_size, min_frequency, length=len(texts))
         if path is not None:
             _atomic_write(path, out.to_json())
             out.cache_path = path
             log.info("trained %s tokenizer (vocab %d), cached at %s", kind, out.vocab_size, path)
         return out
+
+    @classmethod
+    def train_from_iterator(
+        cls,
+        texts: Iterable[str] | Iterable[list[str]],
+        kind: str = "word",
+        vocab_size: int = 8000,
+        min_frequency: int = 1,
+        length: int | None = None,
+    ) -> TextTokenizer:
+        """Train on ``texts`` (strings, or lists of strings: batches) as they are iterated, without
+        holding them (no cache: the corpus store caches the result with the whole corpus)."""
+        if kind not in TOKENIZER_KINDS:
+            raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZER_KINDS}")
+        if vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+        tok, trainer = _new_tokenizer(kind, int(vocab_size), int(min_frequency))
+        tok.train_from_iterator(texts, trainer=trainer, length=length)
+        return cls(tok, kind)
 
     @classmethod
     def from_json(cls, s: str) -> TextTokenizer:
@@ -192,38 +216,66 @@ class TextTokenizer:
         return self._tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """:meth:`encode` for many texts at once (parallel in the Rust core)."""
+        """:meth:`encode` for many texts at once, the same ids as the tokenizer gives one by one.
+
+        Each distinct whitespace word is encoded once and remembered (see :meth:`encode_flat`);
+        texts with leading, trailing or double spaces go through the tokenizer whole.
+        """
         texts = list(texts)
-        out: list[list[int] | None] = [None] * len(texts)
-        if self.kind == "word":
-            # Fast path (about 10x): a whitespace word whose "▁word" is in the vocabulary is exactly
-            # one piece for the pre-tokenizer too (a vocabulary piece never holds punctuation next
-            # to other characters), so a dict look-up gives the same ids. Texts with any other
-            # word go through the tokenizer.
-            vocab = self._vocab()
-            for k, text in enumerate(texts):
-                words = text.split(" ")
-                if "" in words:  # leading/trailing/double spaces: leave those to the tokenizer
-                    continue
-                ids = [vocab.get(_META + w) for w in words]
-                last = words[-1]
-                if ids[-1] is None and len(last) > 1 and unicodedata.category(last[-1]).startswith("P"):
-                    # "word." at the end of a sentence: pieces "▁word" and "."
-                    ids[-1:] = [vocab.get(_META + last[:-1]), vocab.get(last[-1])]
-                if None not in ids:
-                    out[k] = ids  # type: ignore[assignment]
+        rows = [text.split(" ") for text in texts]
+        cache = self._remember(rows)
+        out: list[list[int] | None] = [
+            None if "" in words else list(chain.from_iterable(map(cache.__getitem__, words))) for words in rows
+        ]
         rest = [k for k, ids in enumerate(out) if ids is None]
-        if rest:
-            # encode_batch_fast skips the character offsets we never use.
-            encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
-            for k, enc in zip(rest, encode([texts[k] for k in rest], add_special_tokens=False), strict=True):
-                out[k] = enc.ids
+        for k, ids in zip(rest, self._encode_whole([texts[k] for k in rest]), strict=True):
+            out[k] = ids
         return out  # type: ignore[return-value]
 
-    def _vocab(self) -> dict[str, int]:
-        if self._vocab_cache is None:
-            self._vocab_cache = self._tok.get_vocab(with_added_tokens=False)
-        return self._vocab_cache
+    def encode_flat(self, texts: Sequence[str], dtype: Any = "int64") -> tuple[Any, Any]:
+        """Ids of ``texts`` back to back (a numpy array of ``dtype``) and each text's id count.
+
+        The same ids as :meth:`encode` text by text: the pre-tokenizer never joins two whitespace
+        words into one piece, and the ``Metaspace`` start marker makes a word at the start of a
+        text the same piece as after a space, so a single-spaced text's ids are its words' ids in
+        order. Each distinct word is encoded once and remembered, and the rest is look-ups in C
+        iterators: 10-30x faster than encoding every sentence in the Rust core, whose BPE cache is
+        small and whose pre-tokenizer regex is slow.
+        """
+        import numpy as np
+
+        texts = list(texts)
+        rows = [text.split(" ") for text in texts]
+        if any("" in words for words in rows):  # unusual spacing: the general path
+            lists = self.encode_batch(texts)
+            lengths = np.fromiter(map(len, lists), np.int64, len(lists))
+            return np.fromiter(chain.from_iterable(lists), dtype, int(lengths.sum())), lengths
+        cache = self._remember(rows)
+        pieces = list(map(cache.__getitem__, chain.from_iterable(rows)))
+        word_lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        ids = np.fromiter(chain.from_iterable(pieces), dtype, int(word_lengths.sum()))
+        if not rows:
+            return ids, np.zeros(0, np.int64)
+        starts = np.zeros(len(rows), np.int64)
+        np.cumsum(np.fromiter(map(len, rows), np.int64, len(rows))[:-1], out=starts[1:])
+        return ids, np.add.reduceat(word_lengths, starts)
+
+    def _remember(self, rows: Sequence[Sequence[str]]) -> dict[str, list[int]]:
+        """The word cache, with every word of ``rows`` in it (new ones encoded in one batch)."""
+        cache = self._word_cache
+        unknown = list({w for words in rows for w in words if w not in cache} - {""})
+        if unknown:
+            if len(cache) + len(unknown) > _WORD_CACHE_SIZE:
+                cache.clear()  # bounded memory; frequent words come straight back
+            cache.update(zip(unknown, self._encode_whole(unknown), strict=True))
+        return cache
+
+    def _encode_whole(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        # encode_batch_fast skips the character offsets we never use.
+        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        return [enc.ids for enc in encode(texts, add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int] | Any) -> str:
         """Text of ``ids`` (a list or a 1-D tensor): stops at the first ``<eos>``, drops the other
@@ -238,6 +290,11 @@ class TextTokenizer:
             if i >= len(SPECIAL_TOKENS):
                 kept.append(i)
         return self._tok.decode(kept, skip_special_tokens=True)
+
+    def decode_plain(self, rows: list[list[int]]) -> list[str]:
+        """Text of id lists that hold no ``<pad>``/``<bos>``/``<eos>`` (e.g. a corpus' stored ids), in
+        one call to the Rust core: what :meth:`decode` gives row by row (``<unk>`` left out)."""
+        return self._tok.decode_batch(rows, skip_special_tokens=True)
 
     def decode_batch(self, batch: Iterable[Sequence[int]] | Any) -> list[str]:
         """:meth:`decode` for each row of a list of id lists or a 2-D tensor ``(B, T)``."""
@@ -259,7 +316,7 @@ class TextTokenizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._tok = Tokenizer.from_str(state["json"])
-        self._vocab_cache = None
+        self._word_cache = {}
         self.kind = state["kind"]
         self.cache_path = state["cache_path"]
         self.from_cache = state["from_cache"]
