@@ -16,8 +16,8 @@ import pytorch_lightning as pl
 import torch
 
 from attnlab.data.coco import CocoDataModule
-from attnlab.data.errors import DataError
 from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco
+from attnlab.errors import DataError
 from tests.coco_helpers import DEFAULT_SPLITS, REPO, ROBOFLOW_SPLITS, TINY, ann, make_roboflow_export, write_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -209,7 +209,7 @@ def test_coco_eval_rejects_detections_of_unknown_categories(tmp_path: Path, caps
 def test_a_generated_set_is_never_replaced_under_a_running_job(tmp_path: Path) -> None:
     root = tmp_path / "data" / "shapes_coco"
     first = CocoDataModule(root=str(root), default_root=str(root), splits=DEFAULT_SPLITS, synthetic=TINY,
-                           image_size=None, num_workers=0)
+                           image_size=None, num_workers=0, hflip_prob=0.0)  # pixels compared below: no flip
     first.prepare_data()
     first.setup("fit")
     # Another run with other settings starts while the first one trains.

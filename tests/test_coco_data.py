@@ -21,13 +21,14 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from attnlab.data.array_store import StoredArrays
-from attnlab.data.coco import CocoDataModule, CocoDetectionDataset
+from attnlab.data.coco import CocoDataModule
+from attnlab.data.coco_dataset import CocoDetectionDataset
 from attnlab.data.coco_index import LabelSpace, build_label_space, clean_split
 from attnlab.data.coco_parse import parse_annotation_file
 from attnlab.data.coco_split import CocoSplit
 from attnlab.data.detection_transforms import boxes_to_original, build_detection_transforms
-from attnlab.data.errors import DataError
 from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco
+from attnlab.errors import DataError
 
 from tests.coco_helpers import (
     DEFAULT_SPLITS,

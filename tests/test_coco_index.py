@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnlab.data.array_store import ArrayStore, file_digest
+from attnlab.data import content_cache
+from attnlab.data.array_store import ArrayStore
 from attnlab.data.coco import CocoDataModule
 from attnlab.data.coco_parse import parse_annotation_file
 from attnlab.data.coco_validate import load_annotation_file
-from attnlab.data.errors import DataError
 from attnlab.data.loader_workers import default_num_workers
+from attnlab.errors import DataError
 from tests.coco_helpers import ROBOFLOW_SPLITS, ann, make_roboflow_export, write_split
 
 
@@ -79,21 +80,32 @@ def test_a_changed_file_never_reuses_its_index(tmp_path: Path, caplog: pytest.Lo
     assert any(str(val_json) in line for line in _indexing_lines(caplog))
 
 
-def test_digest_memo_is_used_only_for_an_unchanged_old_file(tmp_path: Path) -> None:
+def _lie_in_the_memo(memo: Path) -> None:
+    """Make the one memo in ``memo`` claim another digest (believed only where a memo is trusted)."""
+    [record_file] = memo.iterdir()
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**record, "sha256": "from-the-memo"}))
+
+
+def test_digest_memo_is_used_only_for_an_unchanged_settled_file(tmp_path: Path, monkeypatch) -> None:
     path, memo = tmp_path / "a.json", tmp_path / "memo"
     path.write_text("[1]")
     old = time.time_ns() - 10**10
     os.utime(path, ns=(old, old))
-    first = file_digest(path, memo)
-    assert len(list(memo.iterdir())) == 1
-    # A memo that lies about the digest is believed only while the stat signature matches.
-    record_file = next(memo.iterdir())
-    record = json.loads(record_file.read_text())
-    record_file.write_text(json.dumps({**record, "sha256": "from-the-memo"}))
-    assert file_digest(path, memo) == "from-the-memo"
+    # Just changed (its ctime is now, whatever its mtime says): a write in the same clock tick
+    # could keep size and timestamps, so the memo is not trusted yet.
+    first = content_cache.file_digest(path, memo)
+    _lie_in_the_memo(memo)
+    assert content_cache.file_digest(path, memo) == first
+    # Settled (as if hashed SETTLE_SECONDS after the last change): the memo is believed while the
+    # stat signature matches, and a changed file is hashed again.
+    monkeypatch.setattr(content_cache, "SETTLE_SECONDS", 0.0)
+    assert content_cache.file_digest(path, memo) == first
+    _lie_in_the_memo(memo)
+    assert content_cache.file_digest(path, memo) == "from-the-memo"
     path.write_text("[2]")
     os.utime(path, ns=(old, old))
-    assert file_digest(path, memo) not in (first, "from-the-memo")
+    assert content_cache.file_digest(path, memo) not in (first, "from-the-memo")
 
 
 def _build_in_process(root: str, log_file: str, value: int) -> None:
@@ -125,7 +137,7 @@ def test_a_killed_build_leaves_nothing_taken_for_an_entry(tmp_path: Path) -> Non
     with pytest.raises(KeyboardInterrupt):
         store.load_or_build("key", lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
     # A half-written folder from a build killed while saving: ignored, then cleaned up.
-    half = tmp_path / "store" / ".key.tmp-dead"
+    half = tmp_path / "store" / ".tmp-key-dead"
     half.mkdir()
     (half / "x.npy").write_bytes(b"partial")
     stored = store.load_or_build("key", lambda: ({"x": np.arange(3)}, {}))

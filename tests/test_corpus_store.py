@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnlab.data.corpus_cache import read_build_log
-from attnlab.data.token_store import store_is_complete
+from attnlab.data.content_cache import read_build_log
+from attnlab.data.token_store import corpus_cache, store_is_complete
 from attnlab.data.tokenizer import TextTokenizer
 from attnlab.data.translation import TranslationDataModule, TranslationFilesDataModule
 from attnlab.errors import DataError
@@ -49,7 +49,7 @@ def files_dm(paths: dict[str, str], cache: Path, **kw) -> TranslationFilesDataMo
 
 
 def builds(cache: Path) -> list[dict]:
-    return read_build_log(cache)
+    return read_build_log(corpus_cache(cache).root)
 
 
 def test_second_setup_maps_the_store_without_rebuilding(tmp_path: Path) -> None:

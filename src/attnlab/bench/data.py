@@ -146,7 +146,8 @@ def _measure_setup(args: dict[str, Any]) -> dict[str, Any]:
     import pytorch_lightning  # noqa: F401 - part of the import baseline, as in train.py
     import torch
 
-    from attnlab.data.corpus_cache import read_build_log
+    from attnlab.data.content_cache import read_build_log
+    from attnlab.data.token_store import corpus_cache
     from attnlab.data.translation import TranslationFilesDataModule
 
     torch.set_num_threads(int(args.get("threads", 1)))
@@ -171,7 +172,7 @@ def _measure_setup(args: dict[str, Any]) -> dict[str, Any]:
         "src_tokens_per_sentence": float(len(train.ids["src"]) / max(1, len(train))),
         "tgt_tokens_per_sentence": float(len(train.ids["tgt"]) / max(1, len(train))),
         "id_dtype": store.manifest["splits"]["train"]["src_dtype"], "store_bytes": size,
-        "build_seconds": store.manifest.get("build_seconds", {}), "builds": len(read_build_log(args["data"]["cache_dir"])),
+        "build_seconds": store.manifest.get("build_seconds", {}), "builds": len(read_build_log(corpus_cache(args["data"]["cache_dir"]).root)),
     }
 
 

@@ -1,17 +1,36 @@
-"""Data for attnlab's two tasks.
+"""Data for attnlab's two tasks, one concept per module.
 
-Translation: :mod:`attnlab.data.translation` (the two DataModules; their shared part in
-:mod:`attnlab.data.translation_base`), :mod:`attnlab.data.translation_dataset` (dataset, collate),
-:mod:`attnlab.data.samplers` (length bucketing), the built-once memory-mapped token store
-(:mod:`attnlab.data.token_store` its layout, :mod:`attnlab.data.corpus_build` building it,
-:mod:`attnlab.data.corpus_cache` keying, locking and sharing it, :mod:`attnlab.data.file_digest`
-stat-memoised file digests), :mod:`attnlab.data.synthetic_translation` (the generated default
-corpus), :mod:`attnlab.data.tokenizer` (HF ``tokenizers`` wrapper), :mod:`attnlab.data.parallel_files`
-(streaming parallel text / TSV). Detection: :mod:`attnlab.data.coco` and its generated shapes set.
+Shared:
+    :mod:`~attnlab.data.content_cache`   content-keyed caches: file digests, build once under a lock,
+                                         atomic, counted, clear errors (the three caches below)
+    :mod:`~attnlab.data.array_store`     numpy arrays + meta as cache entries (the COCO index's format)
+    :mod:`~attnlab.data.loader_workers`  the ``num_workers`` default
 
-Importing this package is cheap: the names below are loaded from their modules on first use,
-so ``import attnlab.data`` does not pull in torch or Lightning (Hydra's ``_target_`` paths name
-the modules directly anyway).
+Translation:
+    :mod:`~attnlab.data.translation`     the two DataModules (generated corpus, files on disk)
+    :mod:`~attnlab.data.translation_base`  what both share: the store, datasets, bucketed loaders
+    :mod:`~attnlab.data.translation_dataset`  dataset and collate
+    :mod:`~attnlab.data.samplers`        length bucketing, padding waste
+    :mod:`~attnlab.data.token_store`     the memory-mapped token store (layout, ``<cache_dir>/corpora``)
+    :mod:`~attnlab.data.corpus_build`    building a store from streams of pairs
+    :mod:`~attnlab.data.tokenizer`       HF ``tokenizers`` wrapper
+    :mod:`~attnlab.data.parallel_files`  streaming parallel text / TSV
+    :mod:`~attnlab.data.synthetic_translation`, :mod:`~attnlab.data.veslan_lexicon`  the generated corpus
+
+Detection:
+    :mod:`~attnlab.data.coco`            the DataModule and result conversion
+    :mod:`~attnlab.data.coco_dataset`    the per-item dataset
+    :mod:`~attnlab.data.coco_split`      a cleaned split from its cached index; the ground truth
+    :mod:`~attnlab.data.coco_index`      cleaning rules (ids, label space, boxes)
+    :mod:`~attnlab.data.coco_parse`, :mod:`~attnlab.data.coco_validate`  reading annotation files
+    :mod:`~attnlab.data.coco_files`      checks of the image files
+    :mod:`~attnlab.data.detection_transforms`  transforms and collate
+    :mod:`~attnlab.data.synthetic_shapes`  the generated shapes set; :mod:`~attnlab.data.shapes_sets`
+                                         one per settings under the default root
+
+Errors are :class:`attnlab.errors.DataError`. Importing this package is cheap: the names below are
+loaded from their modules on first use, so ``import attnlab.data`` does not pull in torch or
+Lightning (Hydra's ``_target_`` paths name the modules directly anyway).
 """
 
 from __future__ import annotations
@@ -22,12 +41,11 @@ from typing import Any
 _LAZY = {
     "TranslationDataModule": "attnlab.data.translation",
     "TranslationFilesDataModule": "attnlab.data.translation",
-    "TranslationDataset": "attnlab.data.translation",
-    "TranslationCollator": "attnlab.data.translation",
-    "BucketBatchSampler": "attnlab.data.translation",
-    "padding_waste": "attnlab.data.translation",
+    "TranslationDataset": "attnlab.data.translation_dataset",
+    "TranslationCollator": "attnlab.data.translation_dataset",
+    "BucketBatchSampler": "attnlab.data.samplers",
+    "padding_waste": "attnlab.data.translation_base",
     "TextTokenizer": "attnlab.data.tokenizer",
-    "DataError": "attnlab.errors",
 }
 
 __all__ = sorted(_LAZY)

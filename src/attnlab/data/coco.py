@@ -41,17 +41,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from attnlab.data.coco_dataset import CocoDetectionDataset, load_rgb
+from attnlab.data.coco_dataset import CocoDetectionDataset
 from attnlab.data.coco_files import VERIFY_AUTO_MAX_IMAGES, check_split_files, verify_images
 from attnlab.data.coco_index import LabelSpace
 from attnlab.data.coco_split import CocoIndexCache, CocoSplit
 from attnlab.data.detection_transforms import boxes_to_original, build_detection_transforms, collate_detection
-from attnlab.data.errors import DataError
 from attnlab.data.loader_workers import default_num_workers
-from attnlab.data.synthetic_shapes import ShapesConfig, ensure_shapes_coco, is_generated_root, shapes_set_dir
+from attnlab.data.shapes_sets import ensure_shapes_coco, is_generated_root, shapes_set_dir
+from attnlab.data.synthetic_shapes import ShapesConfig
+from attnlab.errors import DataError
 from attnlab.utils.plain import plain
 
-__all__ = ["CocoDataModule", "CocoDetectionDataset", "load_rgb", "predictions_to_coco_results"]
+__all__ = ["CocoDataModule", "predictions_to_coco_results"]
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class CocoDataModule(pl.LightningDataModule):
         splits: ``{train|val|test: {images: folder, annotations: json file}}``; ``test: null``
             means "test on val" (logged).
         default_root: the only root for which the shapes set is generated: one folder per
-            ``synthetic`` settings under it (see :func:`~attnlab.data.synthetic_shapes.ensure_shapes_coco`),
+            ``synthetic`` settings under it (see :func:`~attnlab.data.shapes_sets.ensure_shapes_coco`),
             unless the folder holds data of your own. Any other missing root is an error. None
             disables generation.
         synthetic: :class:`~attnlab.data.synthetic_shapes.ShapesConfig` settings.

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from attnlab.data.coco_split import CocoSplit, ImageRecord
-from attnlab.data.errors import DataError
+from attnlab.errors import DataError
 
 __all__ = ["CocoDetectionDataset", "load_rgb"]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from attnlab.data.coco_validate import listing
-from attnlab.data.errors import DataError
+from attnlab.errors import DataError
 
 __all__ = ["VERIFY_AUTO_MAX_IMAGES", "check_images_exist", "check_split_files", "verify_images"]
 

@@ -27,7 +27,7 @@ Real COCO-format files are messy. What this module does about it, and why:
   numpy arrays, cached per content by :class:`attnlab.data.coco_split.CocoIndexCache`; training
   targets and the evaluation ground truth both come from those arrays.
 
-Every problem with the input raises :class:`attnlab.data.errors.DataError` naming the file.
+Every problem with the input raises :class:`attnlab.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np
 from attnlab.data.coco_files import check_images_exist
 from attnlab.data.coco_parse import CocoColumns, IdColumn
 from attnlab.data.coco_validate import listing
-from attnlab.data.errors import DataError
+from attnlab.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import msgspec
 import numpy as np
 
 from attnlab.data.coco_validate import load_annotation_file
-from attnlab.data.errors import DataError
+from attnlab.errors import DataError
 
 __all__ = ["CocoColumns", "IdColumn", "parse_annotation_file", "require_file"]
 

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from attnlab.data.array_store import ArrayStore, StoredArrays, settings_key
+from attnlab.data.array_store import ArrayStore, StoredArrays
 from attnlab.data.coco_index import CLEANING, INDEX_VERSION, LabelSpace, build_label_space, clean_split
 from attnlab.data.coco_parse import parse_annotation_file, require_file
+from attnlab.data.content_cache import cache_key
 
 __all__ = ["CocoIndexCache", "CocoSplit", "ImageRecord", "coco_from_dict"]
 
@@ -184,12 +185,12 @@ class CocoIndexCache:
     """
 
     def __init__(self, cache_dir: str | os.PathLike[str] | None) -> None:
-        self.store = ArrayStore(cache_dir)
+        self.store = ArrayStore(cache_dir, "COCO index", "paths.cache_dir (data.cache_dir)")
 
     def _key(self, annotation_file: Path, images_dir: str, train_digest: str | None) -> tuple[str, str]:
         digest = self.store.digest(annotation_file)
-        key = settings_key("coco-index", INDEX_VERSION, CLEANING, digest, train_digest or digest,
-                           os.path.realpath(images_dir))
+        key = cache_key(["coco-index", INDEX_VERSION, CLEANING, digest, train_digest or digest,
+                         os.path.realpath(images_dir)])
         return digest, f"{Path(annotation_file).stem}-{key}"  # the file's name, for whoever lists the cache
 
     def train(self, annotation_file: Path, images_dir: str, ann_key: str | None = None,
@@ -205,7 +206,7 @@ class CocoIndexCache:
             arrays, meta = clean_split(columns, images_dir, labels, images_key)
             return arrays, {**meta, "labels": asdict(labels)}
 
-        stored = self.store.load_or_build(key, build)
+        stored = self.store.load_or_build(key, build, str(annotation_file))
         labels = LabelSpace(**{k: tuple(v) for k, v in stored.meta["labels"].items()})
         return CocoSplit("train", images_dir, stored, labels), labels, digest
 
@@ -219,4 +220,4 @@ class CocoIndexCache:
             log.info("indexing %s (parsed once; cached by content)", annotation_file)
             return clean_split(parse_annotation_file(annotation_file, ann_key), images_dir, labels, images_key)
 
-        return CocoSplit(name, images_dir, self.store.load_or_build(key, build), labels)
+        return CocoSplit(name, images_dir, self.store.load_or_build(key, build, str(annotation_file)), labels)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from attnlab.data.errors import DataError
+from attnlab.errors import DataError
 
 __all__ = ["listing", "load_annotation_file", "validate_coco_dict"]
 

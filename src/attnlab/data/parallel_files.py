@@ -28,7 +28,6 @@ from typing import Any, BinaryIO
 from attnlab.errors import DataError
 
 __all__ = [
-    "DataError",
     "NORMALIZATIONS",
     "iter_lines",
     "iter_parallel_text",

@@ -17,21 +17,16 @@ Each JSON has ``images`` (ids from 1, ``width``/``height``), ``annotations`` (id
 Every image is drawn from its own RNG seeded by ``(seed, split, index)``, so the set is
 deterministic and the val/test images do not change when ``n_train`` does.
 
-The default data root holds one such set per settings (:func:`ensure_shapes_coco`):
-``<root>/set-<hash of the settings>/``, generated under a file lock by the first run that needs
-it. A set is never replaced, so a run with other settings never changes the files a running job
-reads, and two runs with different settings started at once both get their own.
+The default data root holds one such set per settings (:mod:`attnlab.data.shapes_sets`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +34,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from attnlab.data.content_cache import temp_folder
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +292,21 @@ def _write_split(out_dir: Path, split: str, split_idx: int, cfg: ShapesConfig) -
     }
 
 
+def write_shapes_set(folder: Path, cfg: ShapesConfig) -> dict[str, dict[str, int]]:
+    """Write a whole set into the existing, empty ``folder`` (``shapes_meta.json`` last); returns the
+    images and annotations per split."""
+    counts = {}
+    for split_idx, split in enumerate(SPLITS):
+        coco = _write_split(folder, split, split_idx, cfg)
+        (folder / "annotations").mkdir(exist_ok=True)
+        with open(folder / "annotations" / f"instances_{split}.json", "w") as f:
+            json.dump(coco, f)
+        counts[split] = {"images": len(coco["images"]), "annotations": len(coco["annotations"])}
+    with open(folder / META_FILE, "w") as f:
+        json.dump(cfg.as_meta(), f, indent=2)
+    return counts
+
+
 def generate_shapes_coco(out_dir: str | os.PathLike[str], cfg: ShapesConfig | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Write the shapes set to ``out_dir`` in COCO layout (see module docstring); returns a summary.
 
@@ -312,17 +324,8 @@ def generate_shapes_coco(out_dir: str | os.PathLike[str], cfg: ShapesConfig | No
             raise FileExistsError(f"refusing to replace {out}: it was not written by the shapes generator (no {META_FILE})")
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        counts = {}
-        for split_idx, split in enumerate(SPLITS):
-            coco = _write_split(tmp, split, split_idx, cfg)
-            (tmp / "annotations").mkdir(exist_ok=True)
-            with open(tmp / "annotations" / f"instances_{split}.json", "w") as f:
-                json.dump(coco, f)
-            counts[split] = {"images": len(coco["images"]), "annotations": len(coco["annotations"])}
-        with open(tmp / META_FILE, "w") as f:
-            json.dump(cfg.as_meta(), f, indent=2)
+    with temp_folder(out.parent, f".{out.name}.tmp-") as tmp:
+        counts = write_shapes_set(tmp, cfg)
         old = None
         if out.exists():
             if any(out.iterdir()):  # overwrite=True, checked above: move the old set aside first
@@ -339,54 +342,5 @@ def generate_shapes_coco(out_dir: str | os.PathLike[str], cfg: ShapesConfig | No
             log.info("shapes dataset at %s was written by another process meanwhile; using it", out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - t0
     return {"root": str(out), "counts": counts, "seconds": seconds, "settings": cfg.as_meta()}
-
-
-SET_PREFIX = "set-"
-
-
-def shapes_set_dir(root: str | os.PathLike[str], cfg: ShapesConfig) -> Path:
-    """The folder of the set generated with ``cfg`` under the default root ``root``."""
-    digest = hashlib.sha256(json.dumps(cfg.as_meta(), sort_keys=True).encode()).hexdigest()[:12]
-    return Path(root) / f"{SET_PREFIX}{digest}"
-
-
-def ensure_shapes_coco(root: str | os.PathLike[str], cfg: ShapesConfig) -> tuple[Path, dict[str, Any] | None]:
-    """The set for ``cfg`` under ``root``, generated when missing (one process generates, the others
-    wait on a file lock); returns ``(folder, summary or None when it already existed)``."""
-    from filelock import FileLock
-
-    out = shapes_set_dir(root, cfg)
-    if (out / META_FILE).is_file():
-        return out, None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out.parent / f".{out.name}.lock")):
-        if (out / META_FILE).is_file():  # another run generated it while this one waited
-            return out, None
-        if out.exists():  # no meta: not a complete set (generation renames a finished set into place)
-            shutil.rmtree(out)
-        return out, generate_shapes_coco(out, cfg)
-
-
-def is_generated_root(root: str | os.PathLike[str]) -> bool:
-    """Whether ``root`` holds only generated sets (or nothing): not a user's own data."""
-    root = Path(root)
-    if not root.is_dir() or (root / META_FILE).is_file():
-        return True  # missing, or a set generated at the root itself by an older version
-    return all(p.name.startswith((SET_PREFIX, ".")) for p in root.iterdir())
-
-
-def read_meta(root: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The generator settings recorded in ``root``, or None when ``root`` was not generated."""
-    path = Path(root) / META_FILE
-    if not path.is_file():
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -1,7 +1,7 @@
 """A generated English -> "Veslan" parallel corpus on which attention visibly matters.
 
 The source is a small English-like grammar; the target ("Veslan", a made-up language with a
-fixed lexicon) says the same thing with a different word order and with agreement:
+fixed lexicon, :mod:`attnlab.data.veslan_lexicon`) says the same thing with a different word order and with agreement:
 
 ========================  =====================================  ===============================
 phenomenon                English (source)                       Veslan (target)
@@ -34,166 +34,40 @@ machine and process (DDP ranks build identical data without talking to each othe
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# ---------------------------------------------------------------------------------------------
-# Lexicon. Fixed (not drawn from the seed): the language is the same for every corpus seed.
-# ---------------------------------------------------------------------------------------------
-
-# English singular, English plural, Veslan stem, gender. Veslan nouns: masculine stem + "o"
-# (plural "i"), feminine stem + "a" (plural "e"); adjectives take the same four endings.
-_ANIMATE = """
-man men varn m | woman women selm f | boy boys dusk m | girl girls mir f | child children tobin m
-teacher teachers ular f | doctor doctors medok m | farmer farmers polen m | king kings korol m
-queen queens rin f | dog dogs hasp m | cat cats mizr f | horse horses lovak m | bird birds pits f
-wolf wolves vuk m | fox foxes lis f | student students skolar m | baker bakers pekar f
-"""
-_THINGS = """
-book books knig f | letter letters pism m | ball balls topk f | apple apples jabuk f
-box boxes kutij f | key keys kljuc m | hat hats sesir m | cup cups salic f | picture pictures slik f
-chair chairs stol m | table tables trapez f | basket baskets kosar m | lamp lamps lamb f
-coat coats kaput m | bottle bottles flas f | flower flowers cvet m
-"""
-_PLACES = """
-garden gardens gard m | house houses kuc f | park parks parken m | river rivers rek f
-forest forests sum f | city cities grad m | school schools skol f | kitchen kitchens kuhin f
-market markets pazar m | village villages sel m | tower towers kul f | field fields polj m
-"""
-_ADJECTIVES = """
-big velk | small mal | old star | young mlad | red crven | blue plav | green zelen | happy vesel
-sad tuzn | tall visok | quiet tih | loud glasn | clever pamet | lazy lenj | brave hrabr
-strange cudn | dark tamn | bright svetl | heavy tesk | cold hladn | warm topl | beautiful lep
-angry ljut | hungry gladn
-"""
-# English base, 3rd singular, past; Veslan stem (person endings below).
-_INTRANSITIVE = """
-sleep sleeps slept spav | run runs ran trc | laugh laughs laughed smej | sing sings sang pev
-dance dances danced plas | swim swims swam pliv | wait waits waited cek | cry cries cried plak
-smile smiles smiled osmeh | walk walks walked setal | jump jumps jumped skak | sit sits sat sed
-"""
-_TRANSITIVE = """
-see sees saw vid | like likes liked vol | find finds found nahod | take takes took uzim
-bring brings brought donos | carry carries carried nos | follow follows followed sled
-watch watches watched gled | help helps helped pomag | call calls called zov
-paint paints painted slikov | sell sells sold prodav | buy buys bought kup | hold holds held drz
-visit visits visited poset | clean cleans cleaned cist | open opens opened otvar
-love loves loved ljub | draw draws drew crt | push pushes pushed gur
-"""
-
-
-def _rows(table: str) -> list[list[str]]:
-    return [row.split() for row in re.split(r"[|\n]", table) if row.strip()]
-
-
-@dataclass(frozen=True)
-class Noun:
-    sg: str
-    pl: str
-    stem: str
-    gender: str  # "m" | "f"
-    kind: str  # "animate" | "thing" | "place"
-
-    def src(self, plural: bool) -> str:
-        return self.pl if plural else self.sg
-
-    def tgt(self, plural: bool) -> str:
-        return self.stem + _ENDINGS[(self.gender, plural)]
-
-
-@dataclass(frozen=True)
-class Verb:
-    base: str
-    third: str
-    past: str
-    stem: str
-    transitive: bool
-
-
-# Agreement endings shared by nouns and adjectives: (gender, plural) -> ending.
-_ENDINGS = {("m", False): "o", ("f", False): "a", ("m", True): "i", ("f", True): "e"}
-
-NOUNS: tuple[Noun, ...] = tuple(
-    Noun(sg, pl, stem, g, kind)
-    for kind, table in (("animate", _ANIMATE), ("thing", _THINGS), ("place", _PLACES))
-    for sg, pl, stem, g in _rows(table)
+from attnlab.data.veslan_lexicon import (
+    ADJECTIVES,
+    ADJECTIVE_KEYS,
+    ANIMATES,
+    COORDINATORS,
+    DETERMINERS,
+    DETERMINER_KEYS,
+    ENDINGS,
+    FREQUENCY_ADVERBS,
+    NEGATION,
+    NOUNS,
+    OBJECT_NOUNS,
+    PAST,
+    PERIOD,
+    PERSON_ENDINGS,
+    PLACE_NOUNS,
+    PREPOSITIONS,
+    PRONOUNS,
+    REL_OBJECT,
+    REL_SUBJECT,
+    SUBORDINATORS,
+    THING_NOUNS,
+    TIME_ADVERBS,
+    TRANSITIVE_VERBS,
+    VERBS,
+    VOWELS,
+    WITH,
+    Noun,
+    agree,
 )
-ADJECTIVES: dict[str, str] = {en: stem for en, stem in _rows(_ADJECTIVES)}
-VERBS: tuple[Verb, ...] = tuple(
-    Verb(b, t, p, stem, trans)
-    for trans, table in ((False, _INTRANSITIVE), (True, _TRANSITIVE))
-    for b, t, p, stem in _rows(table)
-)
-
-# Determiners: English (singular, plural) -> Veslan forms indexed like _ENDINGS.
-DETERMINERS: dict[str, tuple[tuple[str, str], dict[tuple[str, bool], str]]] = {}
-for _key, _en, _ves in (
-    ("def", ("the", "the"), "lo la li le"),
-    ("indef", ("a", "some"), "uno una neki neke"),
-    ("this", ("this", "these"), "ovo ova ovi ove"),
-    ("that", ("that", "those"), "tono tona toni tone"),
-    ("my", ("my", "my"), "mojo moja moji moje"),
-    ("our", ("our", "our"), "naso nasa nasi nase"),
-):
-    _forms = _ves.split()
-    DETERMINERS[_key] = (_en, dict(zip(_ENDINGS, _forms, strict=True)))
-
-# Pronouns: English subject, English object, person/number class, Veslan subject, Veslan object.
-# "you" is one person class in Veslan too (English does not mark its number).
-PRONOUNS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("i", "me", "1s", "jas", "mene"),
-    ("you", "you", "2", "tis", "tebe"),
-    ("he", "him", "3s", "onk", "njeg"),
-    ("she", "her", "3s", "onka", "njej"),
-    ("we", "us", "1p", "mis", "nams"),
-    ("they", "them", "3p", "onki", "njih"),
-)
-# Veslan verb endings by person/number class.
-PERSON_ENDINGS = {"1s": "em", "2": "es", "3s": "et", "1p": "emo", "3p": "ent"}
-
-PREPOSITIONS = {"in": "vu", "near": "kraj", "behind": "zad", "under": "pod", "beside": "pokraj", "around": "okol"}
-WITH = ("with", "sas")
-# Relative pronouns inflect like adjectives: "who" (subject relative), "which" (object relative).
-REL_SUBJECT = ("who", "koj")
-REL_OBJECT = ("which", "cij")
-COORDINATORS = {"and": "pa", "but": "no"}
-SUBORDINATORS = {"because": "zasto", "while": "dodek", "although": "makar", "when": "kogat"}
-FREQUENCY_ADVERBS = {
-    "often": "cesto",
-    "always": "vinag",
-    "sometimes": "ponjak",
-    "rarely": "retko",
-    "usually": "obicno",
-    "never": "nikog",
-}
-TIME_ADVERBS = {
-    "yesterday": "vcera",
-    "today": "dnesk",
-    "now": "sega",
-    "again": "pakot",
-    "later": "posle",
-    "tonight": "vecer",
-}
-NEGATION = "ne"
-PAST = "ta"
-PERIOD = "."
-_VOWELS = frozenset("aeiou")
-
-_ANIMATES = tuple(n for n in NOUNS if n.kind == "animate")
-_OBJECT_NOUNS = tuple(n for n in NOUNS if n.kind in ("animate", "thing"))
-_THING_NOUNS = tuple(n for n in NOUNS if n.kind == "thing")
-_PLACE_NOUNS = tuple(n for n in NOUNS if n.kind == "place")
-_INTRANS = tuple(v for v in VERBS if not v.transitive)
-_TRANS = tuple(v for v in VERBS if v.transitive)
-_ADJ_KEYS = tuple(ADJECTIVES)
-_DET_KEYS = tuple(DETERMINERS)
-
-
-def _agree(stem: str, gender: str, plural: bool) -> str:
-    return stem + _ENDINGS[(gender, plural)]
-
 
 # ---------------------------------------------------------------------------------------------
 # Generation. Each builder returns (source tokens, target tokens) for one constituent.
@@ -219,7 +93,7 @@ class _Builder:
     def _adjectives(self) -> list[str]:
         out: list[str] = []
         while len(out) < 3 and self.rng.random() < self.cx.adj:
-            adj = self.rng.choice(_ADJ_KEYS)
+            adj = self.rng.choice(ADJECTIVE_KEYS)
             if adj not in out:
                 out.append(adj)
         return out
@@ -229,22 +103,22 @@ class _Builder:
         rng = self.rng
         noun = rng.choice(nouns)
         plural = rng.random() < 0.35
-        det_en, det_ves = DETERMINERS[rng.choice(_DET_KEYS)]
+        det_en, det_ves = DETERMINERS[rng.choice(DETERMINER_KEYS)]
         adjs = self._adjectives()
         src_det = det_en[1] if plural else det_en[0]
         first = adjs[0] if adjs else noun.sg
-        if src_det == "a" and first[0] in _VOWELS:
+        if src_det == "a" and first[0] in VOWELS:
             src_det = "an"
         src = [src_det, *adjs, noun.src(plural)]
         tgt = [det_ves[(noun.gender, plural)], noun.tgt(plural)]
-        tgt += [_agree(ADJECTIVES[a], noun.gender, plural) for a in reversed(adjs)]
+        tgt += [agree(ADJECTIVES[a], noun.gender, plural) for a in reversed(adjs)]
         return src, tgt, noun, plural
 
     def np(self, nouns: tuple[Noun, ...]) -> tuple[list[str], list[str], Noun, bool]:
         """A full noun phrase: simple NP [with simple NP] [relative clause]."""
         src, tgt, noun, plural = self.simple_np(nouns)
         if self.rng.random() < self.cx.with_pp:
-            s2, t2, _, _ = self.simple_np(_THING_NOUNS)
+            s2, t2, _, _ = self.simple_np(THING_NOUNS)
             src += [WITH[0], *s2]
             tgt += [*t2, WITH[1]]
         if self.rng.random() < self.cx.rel:
@@ -260,17 +134,17 @@ class _Builder:
         if head.kind == "animate":
             verb = rng.choice(VERBS)
             src = [REL_SUBJECT[0], verb.past if past else (verb.base if plural else verb.third)]
-            tgt = [_agree(REL_SUBJECT[1], head.gender, plural)]
+            tgt = [agree(REL_SUBJECT[1], head.gender, plural)]
             if verb.transitive:
-                s_obj, t_obj, _, _ = self.simple_np(_OBJECT_NOUNS)
+                s_obj, t_obj, _, _ = self.simple_np(OBJECT_NOUNS)
                 src += s_obj
                 tgt += t_obj
             tgt += [verb.stem + PERSON_ENDINGS["3p" if plural else "3s"]]
         else:
-            verb = rng.choice(_TRANS)
-            s_subj, t_subj, _, subj_plural = self.simple_np(_ANIMATES)
+            verb = rng.choice(TRANSITIVE_VERBS)
+            s_subj, t_subj, _, subj_plural = self.simple_np(ANIMATES)
             src = [REL_OBJECT[0], *s_subj, verb.past if past else (verb.base if subj_plural else verb.third)]
-            tgt = [_agree(REL_OBJECT[1], head.gender, plural), *t_subj]
+            tgt = [agree(REL_OBJECT[1], head.gender, plural), *t_subj]
             tgt += [verb.stem + PERSON_ENDINGS["3p" if subj_plural else "3s"]]
         if past:
             tgt.append(PAST)
@@ -283,7 +157,7 @@ class _Builder:
             p_src, _, person, p_tgt, _ = rng.choice(PRONOUNS)
             s_subj, t_subj = [p_src], [p_tgt]
         else:
-            s_subj, t_subj, _, plural = self.np(_ANIMATES)
+            s_subj, t_subj, _, plural = self.np(ANIMATES)
             person = "3p" if plural else "3s"
         verb = rng.choice(VERBS)
         past = rng.random() < 0.4
@@ -309,12 +183,12 @@ class _Builder:
                 _, p_obj, _, _, p_obj_tgt = rng.choice(PRONOUNS)
                 s_obj, t_obj = [p_obj], [p_obj_tgt]
             else:
-                s_obj, t_obj, _, _ = self.np(_OBJECT_NOUNS)
+                s_obj, t_obj, _, _ = self.np(OBJECT_NOUNS)
         s_pp: list[str] = []
         t_pp: list[str] = []
         if rng.random() < self.cx.pp:
             prep = rng.choice(tuple(PREPOSITIONS))
-            s_np, t_np, _, _ = self.np(_PLACE_NOUNS)
+            s_np, t_np, _, _ = self.np(PLACE_NOUNS)
             s_pp, t_pp = [prep, *s_np], [*t_np, PREPOSITIONS[prep]]
         s_time: list[str] = []
         t_time: list[str] = []
@@ -413,8 +287,8 @@ def _content_stems() -> tuple[dict[str, str], dict[str, str]]:
             src_map[noun.src(plural)] = tgt_map[noun.tgt(plural)] = f"N:{noun.sg}"
     for en, stem in ADJECTIVES.items():
         src_map[en] = f"A:{en}"
-        for g, pl in _ENDINGS:
-            tgt_map[_agree(stem, g, pl)] = f"A:{en}"
+        for g, pl in ENDINGS:
+            tgt_map[agree(stem, g, pl)] = f"A:{en}"
     for verb in VERBS:
         for form in (verb.base, verb.third, verb.past):
             src_map[form] = f"V:{verb.base}"

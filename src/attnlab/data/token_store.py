@@ -1,6 +1,8 @@
 """The on-disk token store of a translation corpus: flat id arrays read through memory maps.
 
-One folder per corpus (see :mod:`attnlab.data.corpus_cache` for where, and when it is built)::
+One folder per corpus content and settings, ``<cache_dir>/corpora/<key>/`` (:func:`corpus_cache`;
+built by :mod:`attnlab.data.corpus_build`, once, under the guarantees of
+:mod:`attnlab.data.content_cache`)::
 
     manifest.json                 format, counts, dtypes, build statistics (written last)
     src_tokenizer.json            the two trained tokenizers (HF ``tokenizers`` JSON)
@@ -28,12 +30,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STORE_FORMAT", "SIDES", "StoreSplit", "TextColumn", "TokenStore", "id_dtype", "store_is_complete"]
+from attnlab.data.content_cache import ContentCache, private_folder
+
+__all__ = [
+    "STORE_FORMAT",
+    "SIDES",
+    "StoreSplit",
+    "TextColumn",
+    "TokenStore",
+    "corpus_cache",
+    "id_dtype",
+    "store_is_complete",
+]
 
 #: Bump when the layout or the meaning of the files changes (it is part of the cache key too).
 STORE_FORMAT = 1
 SIDES = ("src", "tgt")
 MANIFEST = "manifest.json"
+
+
+def corpus_cache(cache_dir: str | os.PathLike[str] | None) -> ContentCache:
+    """The stores under ``<cache_dir>/corpora``; without a cache dir, a folder of this process
+    removed at exit."""
+    root = Path(cache_dir).expanduser() / "corpora" if cache_dir is not None else private_folder("attnlab-corpora-")
+    return ContentCache(root, "corpus store", "paths.cache_dir (data.cache_dir)")
 
 
 def id_dtype(vocab_size: int) -> np.dtype:

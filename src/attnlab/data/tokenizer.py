@@ -23,13 +23,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from attnlab.data.content_cache import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +91,6 @@ def content_hash(texts: Iterable[str], settings: dict[str, Any]) -> str:
         h.update(text.encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class TextTokenizer:
@@ -171,7 +160,7 @@ class TextTokenizer:
                     return out
         out = cls.train_from_iterator(texts, kind, vocab_size, min_frequency, length=len(texts))
         if path is not None:
-            _atomic_write(path, out.to_json())
+            write_atomic(path, out.to_json())
             out.cache_path = path
             log.info("trained %s tokenizer (vocab %d), cached at %s", kind, out.vocab_size, path)
         return out

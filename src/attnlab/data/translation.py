@@ -18,8 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from attnlab.data.corpus_cache import corpora_root
-from attnlab.data.file_digest import file_digest
+from attnlab.data.content_cache import file_digest
 from attnlab.data.parallel_files import (
     check_normalization,
     iter_parallel_text,
@@ -27,30 +26,19 @@ from attnlab.data.parallel_files import (
     normalize_text,
     resolve_file,
 )
-from attnlab.data.samplers import BucketBatchSampler, EpochRandomSampler, padding_waste_of
 from attnlab.data.synthetic_translation import make_splits
-from attnlab.data.token_store import TokenStore
-from attnlab.data.translation_base import SPLITS, Pair, TranslationDataModuleBase, padding_waste
-from attnlab.data.translation_dataset import TranslationCollator, TranslationDataset
+from attnlab.data.token_store import corpus_cache
+from attnlab.data.translation_base import SPLITS, Pair, TranslationDataModuleBase
 from attnlab.errors import DataError
 
-__all__ = [
-    "BucketBatchSampler",
-    "EpochRandomSampler",
-    "TokenStore",
-    "TranslationCollator",
-    "TranslationDataModule",
-    "TranslationDataset",
-    "TranslationFilesDataModule",
-    "padding_waste",
-    "padding_waste_of",
-]
+__all__ = ["TranslationDataModule", "TranslationFilesDataModule"]
 
 log = logging.getLogger(__name__)
 
 #: Bump when normalize_text changes what it returns (part of the files' cache key).
 NORMALIZATION_VERSION = 1
-_GENERATOR_SOURCE = Path(__file__).with_name("synthetic_translation.py")
+#: The generator's code: the store of a generated corpus is keyed by it, so a grammar change builds a new one.
+_GENERATOR_SOURCES = tuple(Path(__file__).with_name(name) for name in ("synthetic_translation.py", "veslan_lexicon.py"))
 
 
 class TranslationDataModule(TranslationDataModuleBase):
@@ -82,7 +70,7 @@ class TranslationDataModule(TranslationDataModuleBase):
     def corpus_settings(self) -> dict[str, Any]:
         return {
             "generator": "synthetic_translation",
-            "generator_source": file_digest(_GENERATOR_SOURCE, None),
+            "generator_source": [file_digest(path, None) for path in _GENERATOR_SOURCES],
             "n": [self.n_train, self.n_val, self.n_test],
             "min_len": self.min_len,
             "max_len": self.max_len,
@@ -187,11 +175,11 @@ class TranslationFilesDataModule(TranslationDataModuleBase):
 
     def corpus_settings(self) -> dict[str, Any]:
         """The files' content digests (checked paths, in config order) and how they are read."""
-        memo = corpora_root(self.cache_dir) / "file-digests"
+        cache = corpus_cache(self.cache_dir)
         files = {}
         for split in SPLITS:
             for key in self._split_keys(self._source_split(split)):
-                files[key] = file_digest(resolve_file(self.paths[key], key, self._hint()), memo)
+                files[key] = cache.digest(resolve_file(self.paths[key], key, self._hint()))
         out: dict[str, Any] = {"format": self.format, "files": files, "test_from_val": self._test_from_val(),
                                "normalize": self.normalize, "lowercase": self.lowercase,
                                "normalization_version": NORMALIZATION_VERSION}

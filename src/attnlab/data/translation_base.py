@@ -3,7 +3,7 @@
 Both tokenize their corpus once per content and settings into a token store
 (:mod:`attnlab.data.corpus_build`, :mod:`attnlab.data.token_store`) under
 ``<cache_dir>/corpora/``, shared by every later run, sweep job and DDP rank
-(:mod:`attnlab.data.corpus_cache`), and produce the same batch, a dict::
+(:mod:`attnlab.data.content_cache`), and produce the same batch, a dict::
 
     src            LongTensor (B, S)  source ids + <eos>, padded with PAD_ID (0)
     src_mask       BoolTensor (B, S)  True at real tokens (<eos> included)
@@ -34,10 +34,10 @@ import pytorch_lightning as pl
 import tokenizers as hf_tokenizers
 from torch.utils.data import DataLoader, SequentialSampler
 
+from attnlab.data.content_cache import cache_key
 from attnlab.data.corpus_build import BuildSpec, build_store
-from attnlab.data.corpus_cache import open_or_build
 from attnlab.data.samplers import BucketBatchSampler, EpochRandomSampler, padding_waste_of, padding_waste_of_order
-from attnlab.data.token_store import STORE_FORMAT, TokenStore
+from attnlab.data.token_store import STORE_FORMAT, TokenStore, corpus_cache, store_is_complete
 from attnlab.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, TOKENIZER_KINDS, TextTokenizer, pipeline_settings
 from attnlab.data.translation_dataset import TranslationCollator, TranslationDataset
 from attnlab.errors import DataError
@@ -188,7 +188,9 @@ class TranslationDataModuleBase(pl.LightningDataModule):
             def build(folder: Any) -> None:
                 build_store(folder, self.split_sources(), spec, self._describe_split, settings)
 
-            self.store = open_or_build(self.cache_dir, settings, build, type(self).__name__)
+            cache = corpus_cache(self.cache_dir)
+            path, _ = cache.get_or_build(cache_key(settings), build, store_is_complete, type(self).__name__)
+            self.store = TokenStore(path)
         return self.store
 
     # -- Lightning hooks --------------------------------------------------------------------
