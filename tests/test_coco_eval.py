@@ -15,15 +15,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from attnlab.evaluation.coco_eval import (
-    EVAL_BACKENDS,
-    STAT_NAMES,
-    CocoDetectionMetric,
-    coco_evaluate,
-    evaluate_results_file,
-    format_summary,
-    main,
-)
+from attnlab.evaluation.coco_eval import CocoDetectionMetric, evaluate_results_file, main
+from attnlab.evaluation.coco_scoring import EVAL_BACKENDS, STAT_NAMES, coco_evaluate, format_summary
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from attnlab.data.coco import CocoDataModule
 from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco
-from attnlab.evaluation.coco_eval import STAT_NAMES
+from attnlab.evaluation.coco_scoring import STAT_NAMES
 from attnlab.tasks.detection import DetectionTask
 from attnlab.tasks.detection_media import attention_figure, log_detection_media
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from attnlab.evaluation.coco_bootstrap import PerImageEvaluation, detection_paired_bootstrap
-from attnlab.evaluation.coco_eval import coco_evaluate
+from attnlab.evaluation.coco_scoring import coco_evaluate
 from attnlab.evaluation.significance import paired_p_value, translation_paired_bootstrap
 
 REFS = [f"the {a} {n} did not {v} the {o} today ." for a in ("old", "young", "small", "quiet", "red")

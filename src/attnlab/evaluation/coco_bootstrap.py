@@ -48,7 +48,7 @@ class PerImageEvaluation:
 
     Args:
         gt: the ground truth (a path, a COCO dict or a ``COCO`` object; see
-            :func:`attnlab.evaluation.coco_eval.load_ground_truth`).
+            :func:`attnlab.evaluation.coco_scoring.load_ground_truth`).
         detections: COCO results (data set image and category ids).
         image_ids: the images evaluated, in a fixed order (weights follow it).
         category_ids: the categories scored (the model's label space); None = all of ``gt``.
@@ -58,7 +58,7 @@ class PerImageEvaluation:
                  category_ids: Sequence[Any] | None = None) -> None:
         from pycocotools.cocoeval import COCOeval
 
-        from attnlab.evaluation.coco_eval import _results_coco, load_ground_truth
+        from attnlab.evaluation.coco_scoring import load_ground_truth, results_coco
 
         coco_gt = load_ground_truth(gt, "pycocotools")
         self.image_ids = list(image_ids)
@@ -66,7 +66,7 @@ class PerImageEvaluation:
         cats = sorted(known if not category_ids else set(category_ids) & known)
         results = [dict(d, bbox=list(d["bbox"])) for d in detections]
         with contextlib.redirect_stdout(io.StringIO()):
-            evaluator = COCOeval(coco_gt, _results_coco(coco_gt, results, "pycocotools"), "bbox")
+            evaluator = COCOeval(coco_gt, results_coco(coco_gt, results, "pycocotools"), "bbox")
             evaluator.params.imgIds = self.image_ids
             evaluator.params.catIds = cats
             evaluator.params.areaRng = [evaluator.params.areaRng[0]]  # "all": the range test/map uses

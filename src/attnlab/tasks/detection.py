@@ -24,7 +24,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from attnlab.evaluation.coco_eval import EVAL_BACKENDS, STAT_NAMES, CocoDetectionMetric
+from attnlab.evaluation.coco_eval import CocoDetectionMetric
+from attnlab.evaluation.coco_scoring import EVAL_BACKENDS, STAT_NAMES
 from attnlab.models.detector import build_detector
 from attnlab.tasks.optim_factories import factory_to_config
 from attnlab.tasks.schedule import configure_from_hparams
