@@ -228,6 +228,17 @@ def test_a_generated_set_is_never_replaced_under_a_running_job(tmp_path: Path) -
     assert first.data_root() != second.data_root()
 
 
+def test_an_unwritable_default_root_names_the_folder_and_the_key(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    root = blocker / "shapes_coco"
+    dm = CocoDataModule(root=str(root), default_root=str(root), splits=DEFAULT_SPLITS, synthetic=TINY,
+                        image_size=None, num_workers=0)
+    with pytest.raises(DataError) as err:
+        dm.prepare_data()
+    assert str(root) in str(err.value) and "data.default_root" in str(err.value)
+
+
 _RUN = """
 import json, sys
 from attnlab.data.coco import CocoDataModule

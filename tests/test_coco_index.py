@@ -46,6 +46,7 @@ def test_second_setup_maps_the_cached_index_without_parsing(tmp_path: Path, capl
     caplog.clear()
     second = _dm(tmp_path / "data", cache)
     assert _indexing_lines(caplog) == []
+    assert len(content_cache.read_build_log(cache)) == 2  # the builds are counted too
     mapped = second.split("train").index["train_boxes"]
     assert not mapped.flags.owndata and not mapped.flags.writeable  # a read-only view of the file
     assert second.model_kwargs() == first.model_kwargs()
