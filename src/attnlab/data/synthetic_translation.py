@@ -39,12 +39,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from attnlab.data.veslan_lexicon import (
-    ADJECTIVES,
     ADJECTIVE_KEYS,
+    ADJECTIVES,
     ANIMATES,
     COORDINATORS,
-    DETERMINERS,
     DETERMINER_KEYS,
+    DETERMINERS,
     ENDINGS,
     FREQUENCY_ADVERBS,
     NEGATION,
