@@ -46,6 +46,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
+from attnlab.models.mixed_precision import float32_outputs
 from attnlab.models.spatial_attention import SpatialSelfAttention
 
 __all__ = [
@@ -658,4 +659,8 @@ def build_detector(
             classes = None  # torchvision refuses num_classes together with a box_predictor
         model = FasterRCNN(net, classes, rpn_anchor_generator=anchor_generator,
                            box_detections_per_img=detections_per_img, **kwargs)
+    # Losses, box decoding and NMS read the heads' outputs: float32 even under bf16 autocast.
+    heads = [model.rpn.head, model.roi_heads.box_predictor] if detector == "faster_rcnn" else [model.head]
+    for head in heads:
+        float32_outputs(head)
     return AttentionDetector(model, detector, kind)
