@@ -17,14 +17,15 @@ __all__ = ["build_datamodule", "build_task", "build_trainer", "compile_task"]
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig, stage: str = "fit") -> Any:
-    """``cfg.data`` instantiated, ``prepare_data()`` and ``setup(stage)`` called."""
+def build_datamodule(cfg: DictConfig, stage: str | None = "fit") -> Any:
+    """``cfg.data`` instantiated, ``prepare_data()`` and (unless ``stage`` is None) ``setup(stage)`` called."""
     from attnlab.utils.instantiate import instantiate_component
 
     log.info("Data <%s>", cfg.data._target_)
     datamodule = instantiate_component(cfg.data)
     datamodule.prepare_data()
-    datamodule.setup(stage)
+    if stage is not None:
+        datamodule.setup(stage)
     return datamodule
 
 
