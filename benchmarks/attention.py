@@ -1,17 +1,13 @@
 """Section 2: the attention block -- every kind, forward + backward, time and peak memory.
 
-Each case (kind x size) runs in its own child process, forked by a ``multiprocessing`` forkserver
-that has imported torch and ``attnlab.attention`` but computed nothing: a forked child starts its
-own ``ru_maxrss`` high-water mark (a child of a 310 MiB parent reported ~15 MiB), and forking a
-process whose OpenMP pool has run (the benchmark itself, after any section) deadlocks the child.
-The child reads ``ru_maxrss`` after the imports (the baseline) and after the case; the difference
-is the case's peak. On CUDA the peak is ``torch.cuda.max_memory_allocated``.
-
-A step: ``query (B, Tq, D)`` and ``keys (B, Tk, D)`` (values = keys) requiring grad,
-``attn(query, keys, need_weights=False)`` (the training path), ``ctx.backward(g)``; bf16 autocast
-on CUDA. Also: chunked (default) additive against naive additive (one ``(B, Tq, Tk, H)`` tile, only
-where its ~4 float32 copies fit in 8 GiB), and ``multihead`` against ``torch.nn.MultiheadAttention``
-in one child, repeats interleaved ABBA, a time ratio per pair.
+Each case runs in its own child of a ``multiprocessing`` forkserver that imported torch and
+``attnlab.attention`` but computed nothing (forking a process whose OpenMP pool has run, like the
+benchmark itself, deadlocks the child). The child reads ``ru_maxrss`` after the imports (the
+baseline) and after the case: the difference is the case's peak (CUDA: ``max_memory_allocated``).
+A step: ``attn(query, keys, need_weights=False)`` (values = keys, the training path) and backward
+of a fixed gradient; bf16 autocast on CUDA. Also: naive additive (one ``(B, Tq, Tk, H)`` tile, where
+its ~4 float32 copies fit in 8 GiB), and ``multihead`` vs ``torch.nn.MultiheadAttention`` in one
+child, ABBA-interleaved pairs.
 """
 
 from __future__ import annotations
@@ -28,8 +24,7 @@ from benchmarks.report import figure, section, target
 from benchmarks.settings import BenchSettings
 
 TITLE = "2. Attention block (forward + backward)"
-NAIVE_LIMIT_BYTES = 8 * 2**30
-TARGET_ADDITIVE_PEAK_BYTES = 2 * 2**30
+NAIVE_LIMIT_BYTES, TARGET_ADDITIVE_PEAK_BYTES = 8 * 2**30, 2 * 2**30
 HIDDEN_DIM, NUM_HEADS = 128, 4
 
 
@@ -39,8 +34,8 @@ def naive_bytes(b: int, tq: int, tk: int, hidden: int = HIDDEN_DIM) -> int:
 
 
 def median_lower_bound(values: list[float]) -> float:
-    """A distribution-free lower bound of a ~95% confidence interval for the median (order statistic
-    ``x_(k)`` with ``P(Binomial(n, 1/2) < k) <= 2.5%``; the minimum when n < 6)."""
+    """Distribution-free lower bound of a ~95% confidence interval for the median: the order
+    statistic ``x_(k)`` with ``P(Binomial(n, 1/2) < k) <= 2.5%`` (the minimum when n < 6)."""
     xs, n, k = sorted(values), len(values), 0
     while k < n and sum(math.comb(n, i) for i in range(k + 1)) / 2**n <= 0.025:
         k += 1
@@ -51,37 +46,33 @@ def cases_for(settings: BenchSettings) -> tuple[list[dict[str, Any]], list[str]]
     """The cases of this mode, and notes on what was skipped."""
     from attnlab.attention import ATTENTION_KINDS
 
-    sizes = settings.pick(full=[(64, 30, 30, 256), (2, 1024, 1024, 256), (1, 4096, 4096, 128)],
-                          quick=[(64, 30, 30, 256), (2, 1024, 1024, 256), (1, 4096, 4096, 128)],
-                          tiny=[(4, 6, 6, 16), (1, 64, 64, 16)])
+    sizes = [(4, 6, 6, 16), (1, 64, 64, 16)] if settings.tiny else \
+        [(64, 30, 30, 256), (2, 1024, 1024, 256), (1, 4096, 4096, 128)]
+    # (warm-up, repeats) by size tier, for the fast kinds and for additive (slow at 4096^2).
+    fast = {"full": [(2, 10), (1, 5), (1, 3)], "quick": [(1, 5), (1, 3), (1, 2)], "tiny": [(1, 1)] * 3}[settings.mode]
+    slow = {"full": [(2, 10), (1, 3), (1, 2)], "quick": [(1, 5), (1, 2), (0, 1)], "tiny": [(1, 1)] * 3}[settings.mode]
     notes: list[str] = []
-    cases: list[dict[str, Any]] = [{"name": "floor (dot, trivial size)", "impl": "attnlab", "kind": "dot", "B": 1,
-                                    "Tq": 2, "Tk": 2, "D": 8, "warmup": 1, "repeats": 1, "floor": True}]
+    cases: list[dict[str, Any]] = []
     for b, tq, tk, d in sizes:
-        tier = 2 if tq * tk >= 4096 * 4096 else 1 if tq * tk >= 1024 * 1024 else 0
-        fast = [settings.pick((2, 10), (1, 5), (1, 1)), settings.pick((1, 5), (1, 3), (1, 1)),
-                settings.pick((1, 3), (1, 2), (1, 1))][tier]
-        slow = [fast, settings.pick((1, 3), (1, 2), (1, 1)), settings.pick((1, 2), (0, 1), (1, 1))][tier]
-        size = {"B": b, "Tq": tq, "Tk": tk, "D": d}
+        tier, size = (tq * tk >= 1024**2) + (tq * tk >= 4096**2), {"B": b, "Tq": tq, "Tk": tk, "D": d}
         for kind in ATTENTION_KINDS:
-            w, r = slow if kind == "additive" else fast
+            w, r = (slow if kind == "additive" else fast)[tier]
             cases.append({"name": kind, "impl": "attnlab", "kind": kind, **size, "warmup": w, "repeats": r})
         if naive_bytes(b, tq, tk) <= NAIVE_LIMIT_BYTES:
+            w, r = slow[tier]
             cases.append({"name": "additive naive", "impl": "attnlab", "kind": "additive", "naive": True, **size,
-                          "warmup": slow[0], "repeats": slow[1]})
+                          "warmup": w, "repeats": r})
         else:
-            notes.append(f"naive additive skipped at {(b, tq, tk, d)}: B*Tq*Tk*H*4 bytes*4 = "
-                         f"{naive_bytes(b, tq, tk) / 2**30:.0f} GiB > {NAIVE_LIMIT_BYTES / 2**30:.0f} GiB")
-        cases.append({"name": "torch.nn.MultiheadAttention", "impl": "torch_mha", "kind": "multihead", **size,
-                      "warmup": fast[0], "repeats": fast[1]})
-        cases.append({"name": "multihead vs torch.nn.MultiheadAttention (paired)", "impl": "paired_mha",
-                      "kind": "multihead", **size, "warmup": 1, "repeats": settings.pick(9, 9, 2)})
+            notes.append(f"naive additive skipped at {(b, tq, tk, d)}: ~{naive_bytes(b, tq, tk) / 2**30:.0f} GiB")
+        w, r = fast[tier]
+        cases += [{"name": "torch.nn.MultiheadAttention", "impl": "torch_mha", "kind": "multihead", **size,
+                   "warmup": w, "repeats": r},
+                  {"name": "multihead vs torch.nn.MultiheadAttention (paired)", "impl": "paired_mha",
+                   "kind": "multihead", **size, "warmup": 1, "repeats": 2 if settings.tiny else 9}]
     return cases, notes
 
 
 def _step(case: dict[str, Any], impl: str, query: Any, keys: Any, grad: Any) -> Any:
-    import contextlib
-
     import torch
 
     from attnlab.attention import build_attention
@@ -94,12 +85,10 @@ def _step(case: dict[str, Any], impl: str, query: Any, keys: Any, grad: Any) -> 
         module = build_attention(case["kind"], query_dim=case["D"], key_dim=case["D"], hidden_dim=HIDDEN_DIM,
                                  num_heads=NUM_HEADS, **chunk)
     module = module.to(device).train()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
 
     def step() -> None:
-        with autocast:
-            args = (query, keys, keys) if impl == "torch_mha" else (query, keys)
-            ctx, _ = module(*args, need_weights=False)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            ctx, _ = module(*((query, keys, keys) if impl == "torch_mha" else (query, keys)), need_weights=False)
         ctx.backward(grad.to(ctx.dtype))
         query.grad = keys.grad = None
         module.zero_grad(set_to_none=True)
@@ -116,31 +105,27 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """One case in THIS process (a fresh child): seconds per step and peak memory."""
     import torch
 
-    from benchmarks.machine import synchronize, time_repeats
+    from benchmarks.machine import time_repeats
 
     device = case.get("device", "cpu")
     torch.set_num_threads(int(case.get("threads") or torch.get_num_threads()))
     out: dict[str, Any] = {"baseline_rss_bytes": _maxrss()}
     torch.manual_seed(0)
-    b, tq, tk, d = case["B"], case["Tq"], case["Tk"], case["D"]
-    query, keys = (torch.randn(b, t, d, device=device, requires_grad=True) for t in (tq, tk))
-    grad = torch.randn(b, tq, d, device=device)
+    query, keys = (torch.randn(case["B"], t, case["D"], device=device, requires_grad=True) for t in (case["Tq"],
+                                                                                                 case["Tk"]))
+    grad = torch.randn(case["B"], case["Tq"], case["D"], device=device)
     if case["impl"] == "paired_mha":
         fns = [_step(case, impl, query, keys, grad) for impl in ("attnlab", "torch_mha")]
         times: list[list[float]] = [[], []]
-        for fn in fns * case["warmup"]:
-            fn()
-        for i in range(case["repeats"]):
+        for i in range(case["warmup"] + case["repeats"]):
             for j in ((0, 1) if i % 2 == 0 else (1, 0)):  # ABBA: drifting load hits both alike
-                synchronize(device)
-                start = time.perf_counter()
-                fns[j]()
-                synchronize(device)
-                times[j].append(time.perf_counter() - start)
+                seconds = time_repeats(fns[j], 1, warmup=0, device=device)[0]
+                if i >= case["warmup"]:
+                    times[j].append(seconds)
         out.update(seconds=times[0], seconds_torch=times[1], ratios=[a / c for a, c in zip(*times)])
     else:
-        out["seconds"] = time_repeats(_step(case, case["impl"], query, keys, grad), case["repeats"], case["warmup"],
-                                      device)
+        out["seconds"] = time_repeats(_step(case, case["impl"], query, keys, grad), case["repeats"],
+                                      case["warmup"], device)
     out.update(peak_rss_bytes=_maxrss(), case_peak_bytes=max(0, _maxrss() - out["baseline_rss_bytes"]))
     if device == "cuda":
         out["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated())
@@ -155,8 +140,7 @@ def _child(case: dict[str, Any], conn: Any) -> None:
 
 
 def run_isolated(cases: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
-    """Every case in its own child of a forkserver (torch imported, nothing computed); a case that
-    fails, dies or times out is reported, not raised."""
+    """Each case in its own forkserver child; a case that fails, dies or times out is reported."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "attnlab.attention", "benchmarks.attention"])
     results = []
@@ -184,46 +168,36 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     result = section("attention", TITLE)
     cases, notes = cases_for(settings)
     cases = [{**c, "device": settings.device, "threads": settings.num_threads()} for c in cases]
-    largest = max((c for c in cases if not c.get("floor")), key=lambda c: c["B"] * c["Tq"] * c["Tk"])
-    rows, additive_peak, baselines = [], None, []
+    largest = max(cases, key=lambda c: c["B"] * c["Tq"] * c["Tk"])
+    rows, additive_peak = [], None
     for case, out in zip(cases, run_isolated(cases, settings.pick(900.0, 240.0, 120.0))):
         size = f"({case['B']},{case['Tq']},{case['Tk']},{case['D']})"
         rows.append({"case": case, "result": out})
         if not out.get("ok"):
             result["notes"].append(f"{case['name']} {size}: {out.get('error')}")
-            continue
-        baselines.append(out["baseline_rss_bytes"])
-        peak = out.get("cuda_peak_bytes", out["case_peak_bytes"])
-        if case["impl"] == "paired_mha":
-            ratios = out["ratios"]
-            result["figures"].append(figure(f"multihead / nn.MultiheadAttention time {size}", ratios, "ratio",
-                                            note=f"{len(ratios)} ABBA pairs in one process"))
+        elif case["impl"] == "paired_mha":
+            r = out["ratios"]
+            result["figures"].append(figure(f"multihead / nn.MultiheadAttention time {size}", r, "ratio",
+                                            note=f"{len(r)} ABBA pairs in one process"))
             result["targets"].append(target(
-                f"multihead / nn.MultiheadAttention time {size}", "<=", 1.0, median_lower_bound(ratios), "ratio",
-                note=f"lower ~95% bound of the median of {len(ratios)} interleaved pairs (median "
-                     f"{statistics.median(ratios):.3f}, {min(ratios):.3f} .. {max(ratios):.3f}): met unless "
-                     "multihead is measurably slower"))
-        elif case.get("floor"):
-            result["figures"].append(figure(f"{case['name']} peak memory over baseline", peak, "bytes",
-                                            note="first-use cost included in every case below"))
+                f"multihead / nn.MultiheadAttention time {size}", "<=", 1.0, median_lower_bound(r), "ratio",
+                note=f"lower ~95% bound of the median pair ratio (median {statistics.median(r):.3f}, "
+                     f"{min(r):.3f} .. {max(r):.3f}): met unless multihead is measurably slower"))
         else:
-            result["figures"].append(figure(f"{case['name']} {size} fwd+bwd", [s * 1e3 for s in out["seconds"]], "ms"))
-            result["figures"].append(figure(f"{case['name']} {size} peak memory over baseline", peak, "bytes"))
-            if case["name"] == "additive" and all(case[k] == largest[k] for k in "B Tq Tk D".split()):
+            peak = out.get("cuda_peak_bytes", out["case_peak_bytes"])
+            result["figures"] += [figure(f"{case['name']} {size} fwd+bwd", [s * 1e3 for s in out["seconds"]], "ms"),
+                                  figure(f"{case['name']} {size} peak memory over baseline", peak, "bytes")]
+            if case["name"] == "additive" and all(case[k] == largest[k] for k in ("B", "Tq", "Tk", "D")):
                 additive_peak = float(peak)
-    if baselines:
-        result["figures"].append(figure("RSS baseline after imports (per child)", baselines, "bytes"))
     result["targets"].insert(0, target(f"additive (chunked) peak at {largest['Tq']}x{largest['Tk']}", "<",
-                                       TARGET_ADDITIVE_PEAK_BYTES, additive_peak, "bytes",
-                                       note="memory over the after-imports baseline"))
+                                       TARGET_ADDITIVE_PEAK_BYTES, additive_peak, "bytes"))
     result["notes"] += notes + [
-        f"Step = forward (need_weights=False) + backward of a fixed random gradient; values = keys; additive "
-        f"hidden_dim={HIDDEN_DIM}, multihead and nn.MultiheadAttention num_heads={NUM_HEADS} (batch_first).",
-        "Each case in its own forked child; peak = ru_maxrss after the case - after the imports (CUDA: "
-        "max_memory_allocated). 'additive' is the default (chunked, checkpointed tiles); 'additive naive' the same "
-        "module with chunk_size = Tq.",
+        f"Step = forward (need_weights=False) + backward; values = keys; additive hidden_dim={HIDDEN_DIM}, multihead "
+        f"and nn.MultiheadAttention num_heads={NUM_HEADS}. 'additive' is the default (chunked, checkpointed tiles), "
+        "'additive naive' the same module with chunk_size = Tq. Peak = memory over the child's after-imports "
+        "baseline (in details).",
         "multihead vs nn.MultiheadAttention: the target uses the lower confidence bound of the median pair ratio, "
-        "so run-to-run noise around parity (0.999 in one run, 1.04 in the next) cannot flip it.",
+        "so noise around parity (0.999 in one run, 1.04 in the next) cannot flip it.",
     ]
     result["details"]["cases"] = rows
     result["seconds"] = time.perf_counter() - started

@@ -1,12 +1,7 @@
-"""Section 5: COCO evaluation time per backend, through attnlab's evaluator.
-
-* The shared fixture ``../shared/fixtures/cocoapi_val2014_100`` (cocoapi's first 100 val2014 images
-  and its fake detections; ``$ATTNLAB_FIXTURES`` moves it), scored from files by
-  ``evaluate_results_file`` (what ``scripts/coco_eval.py`` runs); skipped with a note when absent.
-* A synthetic set (1000 images, 10 categories, 1-12 boxes each; detections are jittered ground
-  truths, misses and false positives) scored as training scores a model: ``CocoDetectionMetric``
-  ``update`` per 16 images, ``set_ground_truth``, ``compute`` -- a fresh metric per repeat.
-"""
+"""Section 5: COCO evaluation time per backend (pycocotools, faster_coco_eval), through attnlab's
+evaluator: the shared fixture ``cocoapi_val2014_100`` scored from files as ``scripts/coco_eval.py``
+does (skipped when absent), and a synthetic 1000-image set scored as training scores a model
+(``CocoDetectionMetric.update`` per 16 images, ``compute``; a fresh metric per repeat)."""
 
 from __future__ import annotations
 
@@ -33,32 +28,31 @@ def fixture_dir() -> Path | None:
 
 
 def make_synthetic(n_images: int, n_categories: int = 10, seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(gt, per_image)``: a COCO ground truth (640x480 images) and per-image detections
-    ``{"image_id", "boxes" (N, 4) xyxy, "scores", "labels" 1..C}``: each true box found with
-    probability 0.8 (jittered by up to 10%, score 0.3-1), plus 0-8 false positives (score 0-0.6)."""
+    """``(gt, per_image)``: a COCO ground truth (640x480 images, 1-12 boxes each) and per-image
+    detections ``{"image_id", "boxes" (N, 4) xyxy, "scores", "labels" 1..C}``: each true box found
+    with probability 0.8 (jittered by up to 10%, score 0.3-1), plus 0-8 false positives (score 0-0.6)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    size = np.array([640, 480])
+
+    def boxes(n: int) -> Any:  # (n, 4) x, y, w, h inside the image
+        wh = rng.uniform(8, 200, (n, 2))
+        return np.concatenate([rng.uniform(0, 1, (n, 2)) * (np.array([640, 480]) - wh), wh], 1)
+
     images, annotations, per_image = [], [], []
     for image_id in range(1, n_images + 1):
+        truth, fp = boxes(int(rng.integers(1, 13))), boxes(int(rng.integers(0, 9)))
+        cats = rng.integers(1, n_categories + 1, len(truth))
         images.append({"id": image_id, "width": 640, "height": 480, "file_name": f"{image_id:06d}.jpg"})
-        n = int(rng.integers(1, 13))
-        wh = rng.uniform(8, 200, size=(n, 2))
-        xy = rng.uniform(0, 1, size=(n, 2)) * (size - wh)
-        cats = rng.integers(1, n_categories + 1, size=n)
-        for (x, y), (w, h), c in zip(xy, wh, cats):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(c),
-                                "iscrowd": 0, "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h)})
-        found = rng.uniform(size=n) < 0.8
-        boxes = np.concatenate([xy, xy + wh], axis=1) + rng.uniform(-0.1, 0.1, size=(n, 4)) * np.tile(wh, 2)
-        n_fp = int(rng.integers(0, 9))
-        fp_wh = rng.uniform(8, 200, size=(n_fp, 2))
-        fp_xy = rng.uniform(0, 1, size=(n_fp, 2)) * (size - fp_wh)
-        per_image.append({
-            "image_id": image_id, "boxes": np.concatenate([boxes[found], np.concatenate([fp_xy, fp_xy + fp_wh], 1)]),
-            "scores": np.concatenate([rng.uniform(0.3, 1.0, int(found.sum())), rng.uniform(0, 0.6, n_fp)]),
-            "labels": np.concatenate([cats[found], rng.integers(1, n_categories + 1, n_fp)])})
+        annotations += [{"id": len(annotations) + i + 1, "image_id": image_id, "category_id": int(c), "iscrowd": 0,
+                         "bbox": [float(v) for v in b], "area": float(b[2] * b[3])} for i, (b, c) in
+                        enumerate(zip(truth, cats))]
+        keep = rng.uniform(size=len(truth)) < 0.8
+        dets = np.concatenate([truth[keep] + rng.uniform(-0.1, 0.1, (int(keep.sum()), 4)) * np.tile(truth[keep, 2:], 2),
+                               fp])
+        per_image.append({"image_id": image_id, "boxes": np.concatenate([dets[:, :2], dets[:, :2] + dets[:, 2:]], 1),
+                          "scores": np.concatenate([rng.uniform(0.3, 1, int(keep.sum())), rng.uniform(0, 0.6, len(fp))]),
+                          "labels": np.concatenate([cats[keep], rng.integers(1, n_categories + 1, len(fp))])})
     categories = [{"id": c, "name": f"class{c}", "supercategory": "thing"} for c in range(1, n_categories + 1)]
     return {"images": images, "annotations": annotations, "categories": categories}, per_image
 

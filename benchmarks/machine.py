@@ -10,14 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.machine())
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
 def resolve_device(device: str) -> str:
     """``cuda`` only when torch sees a GPU; otherwise raise (a benchmark must not silently fall back)."""
     import torch
@@ -34,18 +26,18 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
     from attnlab.cli.precision import cpu_bf16_support
 
-    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
+    cpuinfo = open("/proc/cpuinfo").read().splitlines() if os.path.exists("/proc/cpuinfo") else []
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.machine())
     info: dict[str, Any] = {
         "hostname": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": _cpu_model(), "cpu_bf16": cpu_bf16_support(), "memory_bytes": pages,
+        "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)), "cpu_model": model,
+        "cpu_bf16": cpu_bf16_support(), "memory_bytes": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
         "torch": torch.__version__, "lightning": pl.__version__, "torch_threads": torch.get_num_threads(),
         "device": device, "device_name": "CPU", "cuda_available": torch.cuda.is_available(),
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executable": sys.executable,
+        "load_average": [round(x, 2) for x in os.getloadavg()], "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "executable": sys.executable,
     }
-    if device == "cuda" and torch.cuda.is_available():
+    if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info.update(device_name=props.name, cuda=torch.version.cuda, gpu_memory_bytes=int(props.total_memory),
                     gpu_capability=f"{props.major}.{props.minor}")
@@ -76,15 +68,12 @@ def time_repeats(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: A
 
 def peak_matmul_flops(device: str = "cpu", dtype: str = "float32", n: int = 2048, repeats: int = 5,
                       warmup: int = 1) -> list[float]:
-    """Dense ``n x n @ n x n`` matmul throughput, one FLOP/s sample (``2 n^3 / s``) per repeat.
-
-    ``float32`` is true fp32 (TF32 stays torch's default, off); ``bfloat16`` is the peak that
-    bf16-mixed training is compared to (AMX on this project's CPUs, tensor cores on a GPU).
-    """
+    """Dense ``n x n @ n x n`` matmul FLOP/s (``2 n^3 / s``), one sample per repeat. ``float32`` is
+    true fp32 (TF32 stays off); ``bfloat16`` is the peak bf16-mixed training is compared to."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=gen).to(device=device, dtype=getattr(torch, dtype)) for _ in range(2))
-    inner = 1 if device == "cpu" else 10  # enough work per sample that launch/timer noise does not count
+    inner = 1 if device == "cpu" else 10  # enough GPU work per sample that launch/timer noise does not count
     seconds = time_repeats(lambda: [torch.mm(a, b) for _ in range(inner)], repeats, warmup, device)
     return [2.0 * n**3 * inner / s for s in seconds]

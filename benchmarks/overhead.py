@@ -1,11 +1,6 @@
-"""Section 1: framework overhead -- the task in a Lightning Trainer vs the same task in a plain loop.
-
-Per task: the same task class, initial weights, batches, optimizer and steps, trained by
-``trainer.fit`` (:func:`benchmarks.harness.run_lightning`) and by a plain loop calling the task's
-own ``training_step`` (:func:`benchmarks.harness.run_plain`). Repeats interleave a, b, a, b so that
-load from other processes hits both alike; warm-up steps are not timed. The ratio is the median of
-the per-pair ratios.
-"""
+"""Section 1: framework overhead -- the task in a Lightning Trainer vs the same task in a plain loop
+(same weights, batches, optimizer and steps; see :mod:`benchmarks.harness`). Repeats interleave
+a, b, a, b; warm-up steps are not timed; the ratio is the median of the per-pair ratios."""
 
 from __future__ import annotations
 
@@ -41,8 +36,7 @@ def compare_task(settings: BenchSettings, task: str, overrides: list[str] | None
         figure(f"{task}: plain PyTorch loop", b, "steps/s"),
         figure(f"{task}: ratio Lightning / plain", ratios, "ratio", note="median of per-pair ratios"),
         figure(f"{task}: ratio Lightning / plain, CPU time",
-               [x.steps_per_cpu_second / y.steps_per_cpu_second for x, y in zip(lightning, plain)], "ratio",
-               note="steps per CPU-second of the process; less sensitive to other processes' load"),
+               [x.steps_per_cpu_second / y.steps_per_cpu_second for x, y in zip(lightning, plain)], "ratio"),
     ]
     details = {"steps": steps, "warmup": warmup, "repeats": repeats, "overrides": extra,
                "batch_size": job.cfg.data.get("batch_size"), "precision": job.precision,
@@ -51,8 +45,6 @@ def compare_task(settings: BenchSettings, task: str, overrides: list[str] | None
                "final_loss_lightning": [r.final_loss for r in lightning],
                "final_loss_plain": [r.final_loss for r in plain], "items_per_timed_run": lightning[0].items,
                "ratio_of_medians": statistics.median(a) / statistics.median(b)}
-    if not overrides:  # the default config's Lightning runs are also section 3's default-precision rate
-        settings.shared[("lightning_runs", task)] = (job, lightning)
     return {"figures": figures, "details": details,
             "target": target(f"{task}: Lightning/plain steps/s", ">=", TARGET_RATIO, statistics.median(ratios),
                              "ratio")}
@@ -70,12 +62,10 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         if not d["same_batches"]:
             result["notes"].append(f"{task}: the two loops did NOT see the same batches (fingerprints differ)")
     result["notes"] += [
-        "(a) trainer.fit of the task with a Trainer from the composed cfg.trainer (attnlab.cli.build; precision "
-        f"{result['details']['translation']['precision']}, clipping, log_every_n_steps and the task's self.log "
-        "included); no logger, checkpoints, early stopping, progress bar, LR monitor, media or validation.",
-        "(b) plain loop: the same task's configure_optimizers and training_step (self.log returns at once), same "
-        "seed, DataLoader and batch order; zero_grad / training_step / backward / clip_grad_norm_ / step.",
-        "Repeats interleaved a,b,a,b; warm-up steps not timed; data loading of timed steps included.",
+        "(a) trainer.fit with a Trainer from cfg.trainer (attnlab.cli.build; precision "
+        f"{result['details']['translation']['precision']}, clipping and the task's self.log included; no logger, "
+        "checkpoints, callbacks or validation). (b) a plain loop over the same DataLoader calling the task's own "
+        "configure_optimizers and training_step. Data loading of timed steps included.",
     ]
     result["seconds"] = time.perf_counter() - started
     return result

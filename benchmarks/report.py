@@ -22,8 +22,6 @@ _OPS = {">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t, ">": lambda v, t: 
 def figure(name: str, samples: float | Iterable[float], unit: str, note: str | None = None) -> dict[str, Any]:
     """A measured figure: the median of ``samples`` (one value or several repeats) and its unit."""
     values = [float(samples)] if isinstance(samples, (int, float)) else [float(s) for s in samples]
-    if not values:
-        raise ValueError(f"figure {name!r} has no samples")
     return {"name": name, "value": statistics.median(values), "unit": unit, "n": len(values), "min": min(values),
             "max": max(values), "samples": values, "note": note}
 

@@ -14,17 +14,9 @@ T = TypeVar("T")
 
 @dataclass
 class BenchSettings:
-    """Settings shared by every section.
-
-    Attributes:
-        mode: ``full`` (default sizes, more repeats), ``quick`` (the whole run in minutes) or
-            ``tiny`` (tests: tiny models and data, correctness only).
-        device: ``cpu`` or ``cuda`` (every section runs there; training in bf16-mixed).
-        threads: torch intra-op threads (None = every core this process may use).
-        seed: seed of models, data order and synthetic sets.
-        workdir: scratch folder (generated data, trainer roots, subprocess outputs).
-        shared: results one section leaves for a later one in the same run.
-    """
+    """Shared by every section: ``mode`` (``full``; ``quick``: minutes; ``tiny``: tests, correctness
+    only), ``device`` (every section runs there), torch ``threads`` (None: every usable core), the
+    ``seed``, a scratch ``workdir``, and ``shared``: results one section leaves for a later one."""
 
     mode: str = "full"
     device: str = "cpu"
@@ -41,13 +33,8 @@ class BenchSettings:
         self.workdir = Path(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
 
-    @property
-    def tiny(self) -> bool:
-        return self.mode == "tiny"
-
-    @property
-    def quick(self) -> bool:
-        return self.mode == "quick"
+    tiny = property(lambda self: self.mode == "tiny")
+    quick = property(lambda self: self.mode == "quick")
 
     def pick(self, full: T, quick: T, tiny: T) -> T:
         """The value for this run's mode."""
