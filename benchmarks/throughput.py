@@ -34,12 +34,14 @@ def count_step_flops(job: Any, batches: int = 1) -> tuple[float, int, int]:
     from lightning_fabric.utilities.apply_func import move_data_to_device
     from torch.utils.flop_counter import FlopCounterMode
 
+    from benchmarks.harness import quiet_lightning
+
     model = job.build_task().to(job.device).train()
     model.trainer = SimpleNamespace(barebones=True)
     flops, tokens, items = 0.0, 0, 0
     for i, batch in zip(range(batches), job.datamodule.train_dataloader()):
         batch = move_data_to_device(batch, job.device)
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, quiet_lightning():
             model.training_step(batch, i).backward()
         flops += float(counter.get_total_flops())
         translation = job.task == "translation"

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.cli import precision
-from attnlab.models.recurrent import bidirectional_gru, gru_cell
+from attnlab.models.recurrent import GRUCell, bidirectional_gru
 
 from .helpers import TINY_DETECTION, TINY_TRANSLATION, compose_train
 
@@ -83,15 +83,18 @@ def test_bidirectional_gru_equals_packed_nn_gru(num_layers: int) -> None:
 
 def test_grus_follow_cpu_autocast_and_keep_the_state_float32() -> None:
     torch.manual_seed(0)
-    cell, rnn = nn.GRUCell(6, 5), nn.GRU(6, 5, batch_first=True, bidirectional=True)
+    ours, rnn = GRUCell(6, 5), nn.GRU(6, 5, batch_first=True, bidirectional=True)
+    torch_cell = nn.GRUCell(6, 5)
+    torch_cell.load_state_dict(ours.state_dict())  # same parameters, same keys
     x, h = torch.randn(3, 6), torch.randn(3, 5)
-    torch.testing.assert_close(gru_cell(cell, x, h), cell(x, h))  # float32: the module's own math
+    torch.testing.assert_close(ours(x, h), torch_cell(x, h))  # float32: torch's own math
+    torch.testing.assert_close(ours(x), torch_cell(x))
     with bf16():
-        state = gru_cell(cell, x, h)
+        state = ours(x, h)
         out, _ = bidirectional_gru(rnn, torch.randn(3, 4, 6), torch.tensor([4, 2, 1]))
     assert state.dtype == torch.float32 and out.dtype == torch.bfloat16
     # bf16 gate matmuls: the state agrees with float32 to bf16 rounding (8 mantissa bits).
-    torch.testing.assert_close(state, cell(x, h), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(state, torch_cell(x, h), atol=2e-2, rtol=2e-2)
 
 
 # ------------------------------------------------------------------------------------------ detector
@@ -126,7 +129,7 @@ def test_bf16_mixed_run_trains_validates_tests_and_draws(task: str, tmp_path: Pa
 
     data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
     # Not debug=fdr: fast_dev_run swaps the loggers for a dummy, and media need the W&B one.
-    cfg = compose_train(["debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+    cfg = compose_train(["debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
                          "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.precision=bf16-mixed",
                          "extras.print_config=false", "callbacks.rich_progress_bar=null", *data], tmp_path)
     try:

@@ -3,7 +3,7 @@
 Why this exists: CUDA autocast runs RNNs (``gru_cell``, cuDNN's GRU) in the low-precision dtype, but
 CPU autocast leaves them in float32, so on a CPU with AMX / AVX-512 BF16 the recurrences -- most of
 a translation step -- gained nothing from ``precision=bf16-mixed``. These functions read the
-parameters of the ordinary ``nn.GRU`` / ``nn.GRUCell`` modules (state-dict keys are unchanged) and,
+parameters of an ordinary ``nn.GRU`` / of an ``nn.GRUCell`` subclass (state-dict keys are unchanged) and,
 under autocast, run them in the autocast dtype, as CUDA autocast does; without autocast they are
 the float32 computations of those modules.
 
@@ -22,27 +22,33 @@ from torch.nn import functional as F
 
 from attnlab.models.mixed_precision import autocast_dtype
 
-__all__ = ["bidirectional_gru", "gru_cell"]
+__all__ = ["GRUCell", "bidirectional_gru"]
 
 
-def gru_cell(cell: nn.GRUCell, x: Tensor, h: Tensor) -> Tensor:
-    """One step of ``cell`` on input ``x`` (N, I) and state ``h`` (N, H) -> new state (N, H).
+class GRUCell(nn.GRUCell):
+    """``nn.GRUCell`` (same parameters and state-dict keys) whose step follows autocast.
 
     The two gate projections go through ``F.linear``, which autocast runs in its dtype (caching the
     cast weights for the whole forward); the gates are computed in the projections' dtype, and the
     new state is kept in float32 at least: a recurrent state rounded to bf16's 8 mantissa bits at
-    every step would drift over a 50-token sentence.
+    every step would drift over a 50-token sentence. A module (not a function), so that
+    ``compile.enabled`` can compile it.
     """
-    gi = F.linear(x, cell.weight_ih, cell.bias_ih)
-    gh = F.linear(h, cell.weight_hh, cell.bias_hh)
-    i_r, i_z, i_n = gi.chunk(3, dim=1)
-    h_r, h_z, h_n = gh.chunk(3, dim=1)
-    reset = torch.sigmoid(i_r + h_r)
-    update = torch.sigmoid(i_z + h_z)
-    new = torch.tanh(i_n + reset * h_n)
-    # Type promotion does the blend in float32 when h is float32 (no separate cast kernels).
-    state = new + update * (h - new)
-    return state.to(torch.promote_types(state.dtype, torch.float32))
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        """One step: input ``x`` (N, I) and state ``h`` (N, H) -> new state (N, H)."""
+        if h is None:
+            h = x.new_zeros(x.size(0), self.hidden_size, dtype=torch.promote_types(x.dtype, torch.float32))
+        gi = F.linear(x, self.weight_ih, self.bias_ih)
+        gh = F.linear(h, self.weight_hh, self.bias_hh)
+        i_r, i_z, i_n = gi.chunk(3, dim=1)
+        h_r, h_z, h_n = gh.chunk(3, dim=1)
+        reset = torch.sigmoid(i_r + h_r)
+        update = torch.sigmoid(i_z + h_z)
+        new = torch.tanh(i_n + reset * h_n)
+        # Type promotion does the blend in float32 when h is float32 (no separate cast kernels).
+        state = new + update * (h - new)
+        return state.to(torch.promote_types(state.dtype, torch.float32))
 
 
 def _reverse_within_lengths(lengths: Tensor, width: int) -> Tensor:

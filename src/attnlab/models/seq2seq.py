@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.attention import PreparedKeys, build_attention
-from attnlab.models.recurrent import bidirectional_gru, gru_cell
+from attnlab.models.recurrent import GRUCell, bidirectional_gru
 
 __all__ = ["DecoderState", "Encoder", "Decoder", "Hypotheses", "Memory", "Seq2Seq"]
 
@@ -176,7 +176,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
         self.cells = nn.ModuleList(
-            nn.GRUCell(emb_dim + hidden_dim if i == 0 else hidden_dim, hidden_dim) for i in range(num_layers)
+            GRUCell(emb_dim + hidden_dim if i == 0 else hidden_dim, hidden_dim) for i in range(num_layers)
         )
         # Keys are the encoder states projected once per batch to the decoder size H: every kind then
         # works (``dot`` needs query_dim == key_dim) and per-step key work (additive's W_k k) runs on
@@ -227,7 +227,7 @@ class Decoder(nn.Module):
         x = torch.cat([emb, state.feed], dim=-1)
         new_hidden = []
         for i, cell in enumerate(self.cells):
-            h = gru_cell(cell, x, state.hidden[i])  # autocast-aware; the state stays float32
+            h = cell(x, state.hidden[i])  # follows autocast; the state stays float32
             new_hidden.append(h)
             x = self.dropout(h) if i + 1 < self.num_layers else h
         ctx, weights = self._attend(x, memory, need_weights)
