@@ -90,7 +90,6 @@ class RunTiming:
     first_seconds: float = math.nan
     items: int = 0
     tokens: Any = 0
-    src_tokens: Any = 0
     fingerprints: list[str] = field(default_factory=list)
     final_loss: float = math.nan
 
@@ -141,9 +140,7 @@ class TrainingJob:
         clock.fingerprints.append(hashlib.sha1(key.encode()).hexdigest()[:12])
         if step >= clock.warmup:  # device tensors added up: no host sync per step
             clock.items += int(batch["src"].shape[0]) if translation else len(batch[0])
-            if translation:
-                clock.tokens += (batch["tgt_out"] != self.pad_id).sum()
-                clock.src_tokens += batch["src_lengths"].sum()
+            clock.tokens += (batch["tgt_out"] != self.pad_id).sum() if translation else 0
         if step in (clock.warmup - 1, clock.steps - 1):
             synchronize(self.device)
             now, cpu = time.perf_counter(), time.process_time()
@@ -151,7 +148,7 @@ class TrainingJob:
                 clock.first_seconds, clock.seconds, clock.cpu_seconds = now - t0, -now, -cpu
             else:
                 clock.seconds, clock.cpu_seconds = clock.seconds + now, clock.cpu_seconds + cpu
-                clock.tokens, clock.src_tokens, clock.final_loss = int(clock.tokens), int(clock.src_tokens), float(loss)
+                clock.tokens, clock.final_loss = int(clock.tokens), float(loss)
 
 
 def prepare_job(task: str, *, device: str = "cpu", seed: int = 12345, scratch: Path,
