@@ -1,6 +1,7 @@
 """Section 1: framework overhead -- the task in a Lightning Trainer vs the same task in a plain loop
 (same weights, batches, optimizer and steps; see :mod:`benchmarks.harness`). Repeats interleave
-a, b, a, b; warm-up steps are not timed; the ratio is the median of the per-pair ratios."""
+a, b, a, b; warm-up steps are not timed; the ratio is the median of the per-pair ratios. On a CPU
+in float32 unless ``overrides`` set ``trainer.precision`` (section 3 times bf16)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def compare_task(settings: BenchSettings, task: str, overrides: list[str] | None
     steps, warmup, repeats = settings.pick(full=(60, 10, 5), quick=(12, 3, 3), tiny=(3, 1, 1)) \
         if task == "translation" else settings.pick(full=(30, 5, 5), quick=(8, 2, 3), tiny=(3, 1, 1))
     extra = (tiny_overrides(task, settings.workdir) if settings.tiny else []) + list(overrides or [])
+    if settings.device == "cpu" and not any(o.startswith("trainer.precision=") for o in extra):
+        # The overhead is per step, whatever the precision; bf16 translation steps/s varied by +-13%
+        # between consecutive runs on this CPU (ratio 1.13, then 0.87), which would drown a 3% overhead.
+        extra.append("trainer.precision=32-true")
     job = prepare_job(task, device=settings.device, seed=settings.seed, scratch=settings.scratch(f"overhead_{task}"),
                       overrides=extra)
     lightning, plain = [], []

@@ -122,6 +122,36 @@ def test_detector_heads_give_float32_and_p7_gradients_stay_finite_under_bf16() -
 
 # ------------------------------------------------------------------------------------------ tasks
 @pytest.mark.parametrize("task", ["translation", "detection"])
+def test_cached_autocast_plugin_gives_every_parameter_its_gradient(task: str, tmp_path: Path) -> None:
+    """bf16-mixed runs through CachedMixedPrecision (autocast's weight cache on, unlike Lightning
+    2.6's own plugin): no weight may lose its gradient to a cast cached without grad history."""
+    import pytorch_lightning as pl
+
+    from attnlab.cli.autocast_plugin import CachedMixedPrecision
+    from attnlab.cli.build import build_datamodule, build_task, build_trainer
+
+    missing: list[list[str]] = []
+
+    class GradCheck(pl.Callback):
+        def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: object) -> None:
+            missing.append([n for n, p in module.named_parameters() if p.requires_grad and p.grad is None])
+
+    data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
+    cfg = compose_train(["trainer.precision=auto", *data], tmp_path)
+    cfg.trainer.accelerator = "cpu"
+    precision.cpu_bf16_support.cache_clear()
+    trainer = build_trainer(cfg, logger=False, callbacks=[GradCheck()], max_steps=2, limit_val_batches=0,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    if cfg.trainer.precision != "bf16-mixed":
+        pytest.skip("this CPU has no fast bf16, so precision=auto trains in float32")
+    assert isinstance(trainer.precision_plugin, CachedMixedPrecision) and trainer.precision == "bf16-mixed"
+    datamodule = build_datamodule(cfg)
+    trainer.fit(build_task(cfg, datamodule), datamodule=datamodule)
+    assert missing and all(m == [] for m in missing), missing
+
+
+
+@pytest.mark.parametrize("task", ["translation", "detection"])
 def test_bf16_mixed_run_trains_validates_tests_and_draws(task: str, tmp_path: Path) -> None:
     """A real run with trainer.precision=bf16-mixed on CPU: training and validation steps, beam
     search (translation test) or the COCO evaluator (detection), W&B media, all under autocast."""

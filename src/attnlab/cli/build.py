@@ -67,10 +67,22 @@ def compile_task(model: Any, options: Any) -> list[str]:
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
     """``cfg.trainer`` instantiated with ``kwargs`` (callbacks, logger ...), after resolving
-    ``trainer.precision=auto`` in place (:func:`attnlab.cli.precision.resolve_precision`)."""
+    ``trainer.precision=auto`` in place (:func:`attnlab.cli.precision.resolve_precision`); mixed
+    precision runs through :class:`~attnlab.cli.autocast_plugin.CachedMixedPrecision`."""
     import hydra
 
     from attnlab.cli.precision import resolve_precision
 
-    resolve_precision(cfg.trainer)
+    precision = resolve_precision(cfg.trainer)
+    if precision in ("bf16-mixed", "16-mixed"):
+        import torch
+
+        from attnlab.cli.autocast_plugin import CachedMixedPrecision
+
+        accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+        if accelerator == "auto":
+            accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+        device = accelerator if accelerator in ("cpu", "mps") else "cuda"
+        plugins = kwargs.pop("plugins", None) or hydra.utils.instantiate(cfg.trainer.get("plugins")) or []
+        kwargs.update(precision=None, plugins=[*plugins, CachedMixedPrecision(precision, device)])
     return hydra.utils.instantiate(cfg.trainer, **kwargs)
