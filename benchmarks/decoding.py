@@ -69,7 +69,8 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         f"Untrained default-size model (net {dict(job.cfg.model.net)}, attention {job.cfg.attention.kind}); decoding "
         f"capped at {MAX_LEN_A:g} * source tokens + {MAX_LEN_B} so an untrained model decodes about as many tokens as "
         "a trained one.",
-        f"{len(sources)} validation sources sorted by length (mean {statistics.mean(len(s.split()) for s in sources):.1f} "
+        f"{len(sources)} validation sources sorted by length (mean "
+        f"{statistics.mean(len(s.split()) for s in sources):.1f} "
         f"words) batched; {len(singles)} of them, evenly spread, one at a time. Through TranslationTask.translate.",
     ]
     result["details"] = {"batch_size": batch_size, "n_batched": len(sources), "n_single": len(singles),

@@ -51,7 +51,8 @@ def make_synthetic(n_images: int, n_categories: int = 10, seed: int = 0) -> tupl
         dets = np.concatenate([truth[keep] + rng.uniform(-0.1, 0.1, (int(keep.sum()), 4)) * np.tile(truth[keep, 2:], 2),
                                fp])
         per_image.append({"image_id": image_id, "boxes": np.concatenate([dets[:, :2], dets[:, :2] + dets[:, 2:]], 1),
-                          "scores": np.concatenate([rng.uniform(0.3, 1, int(keep.sum())), rng.uniform(0, 0.6, len(fp))]),
+                          "scores": np.concatenate([rng.uniform(0.3, 1, int(keep.sum())),
+                                                    rng.uniform(0, 0.6, len(fp))]),
                           "labels": np.concatenate([cats[keep], rng.integers(1, n_categories + 1, len(fp))])})
     categories = [{"id": c, "name": f"class{c}", "supercategory": "thing"} for c in range(1, n_categories + 1)]
     return {"images": images, "annotations": annotations, "categories": categories}, per_image

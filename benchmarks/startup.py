@@ -51,7 +51,7 @@ class FirstStepTimer(Callback):
             os._exit(0)
 
 
-def run_process(cmd: Sequence[str], timeout: float, cwd: Path) -> tuple[float, subprocess.CompletedProcess | None, float]:
+def run_process(cmd: Sequence[str], timeout: float, cwd: Path) -> tuple[float, Any, float]:
     """Run ``cmd`` in its own process group (killed afterwards, so nothing it started outlives it):
     ``(seconds, completed process or None on timeout, spawn time)``."""
     from attnlab.project import project_root
@@ -85,8 +85,8 @@ def time_command(cmd: Sequence[str], repeats: int, cwd: Path, timeout: float = 1
     for _ in range(repeats):
         seconds, done, _ = run_process(cmd, timeout, cwd)
         if done is None or done.returncode != 0:
-            code = "timed out" if done is None else f"exited {done.returncode}"
-            raise RuntimeError(f"{' '.join(cmd)} {code}: {_tail(done)}")
+            raise RuntimeError(f"{' '.join(cmd)} {'timed out' if done is None else f'exited {done.returncode}'}: "
+                               f"{_tail(done)}")
         samples.append(seconds)
     return samples
 
@@ -107,25 +107,25 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     """Every start-up figure and the two targets."""
     from attnlab.cli.build import build_datamodule
     from attnlab.project import project_root
-    from benchmarks.harness import TASK_EXPERIMENTS, compose_train_config, device_overrides, quiet_lightning, \
-        tiny_overrides
+    from benchmarks.harness import TASK_EXPERIMENTS, compose_train_config, device_overrides, quiet_lightning
+    from benchmarks.harness import tiny_overrides
 
     started = time.perf_counter()
     result = section("startup", TITLE)
     repo, py, repeats = project_root(), sys.executable, settings.pick(5, 3, 1)
-    timings = {name: time_command([py, *args], repeats if "torch" not in name else settings.pick(5, 2, 1), repo)
-               for name, args in (("python -c pass", ["-c", "pass"]),
-                                  ("python -c 'import torch, pytorch_lightning'",
-                                   ["-c", "import torch, pytorch_lightning"]),
+    imports = "import torch, pytorch_lightning"
+    timings = {name: time_command([py, *args], settings.pick(5, 2, 1) if "torch" in name else repeats, repo)
+               for name, args in (("python -c pass", ["-c", "pass"]), (f"python -c '{imports}'", ["-c", imports]),
                                   ("train.py --help", ["train.py", "--help"]),
                                   ("train.py --cfg job", ["train.py", "--cfg", "job"]))}
     result["figures"] += [figure(name, samples, "s") for name, samples in timings.items()]
     result["targets"].append(target("train.py --help", "<=", TARGET_HELP_SECONDS,
                                     statistics.median(timings["train.py --help"]), "s"))
-    import_s = statistics.median(timings["python -c 'import torch, pytorch_lightning'"])
+    import_s = statistics.median(timings[f"python -c '{imports}'"])
     scratch = settings.scratch("startup")
     for task in ("translation", "detection"):
-        overrides = (tiny_overrides(task, settings.workdir) if settings.tiny else []) + device_overrides(settings.device, task)
+        overrides = (tiny_overrides(task, settings.workdir) if settings.tiny else []) + \
+            device_overrides(settings.device, task)
         with quiet_lightning():  # data generated beforehand: not part of start-up
             build_datamodule(compose_train_config([TASK_EXPERIMENTS[task], *overrides], scratch), stage=None)
         overrides.append(f"torch_threads={settings.num_threads()}")  # as the rest of the benchmark
