@@ -1,10 +1,11 @@
-"""Benchmark attnlab: ``python scripts/bench.py [--quick] [--out FILE.json] [--sections a,b,...] [--device cuda]``.
+"""Benchmark attnlab: ``python scripts/bench.py [--quick] [--sections a,b] [--device cuda]`` (see benchmarks/)."""
 
-Thin on purpose: the sections live in :mod:`attnlab.bench` (one module each), the command line in
-:mod:`attnlab.bench.cli`.
-"""
+import sys
+from pathlib import Path
 
-from attnlab.bench.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed: it sits beside src/
+
+from benchmarks.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -8,6 +8,7 @@ part stays within a few seconds. The one expensive check -- peak RSS of a
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import subprocess
 import sys
@@ -35,6 +36,29 @@ PACKAGE_DIR = REPO / "src" / "attnlab" / "attention"
 DROPOUT_KINDS = ("additive", "dot", "general", "multihead")
 # Weighted sums of a handful of float32 numbers: differences stay ~1e-7.
 ATOL = 1e-5
+
+# The property tests run twice: in float32, and under CPU bf16 autocast (trainer.precision=bf16-mixed).
+# bf16 keeps 8 mantissa bits (relative rounding 2^-9 ~ 0.002 per value); inputs here are N(0, 1)
+# with at most 8 features, so the loose tolerances below are ~10x the rounding of one value:
+#   "sum":    attention weights of a row sum to 1 within 0.02 (softmax is computed in float32, each
+#             weight is then rounded to bf16);
+#   "atol"/"rtol": two computations of the same context / weights agree within 0.05 + 0.05 * |x|
+#             (different roundings of the projections, SDPA's bf16 kernel vs the explicit path).
+PRECISIONS = ("fp32", "bf16")
+TOLERANCES = {"fp32": {"sum": ATOL, "atol": ATOL, "rtol": 1e-4},
+              "bf16": {"sum": 2e-2, "atol": 5e-2, "rtol": 5e-2}}
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """The autocast Lightning's ``bf16-mixed`` uses on CPU, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, precision: str) -> None:
+    tol = TOLERANCES[precision]
+    torch.testing.assert_close(actual.float(), expected.float(), atol=tol["atol"], rtol=tol["rtol"])
 
 PROPERTY_SETTINGS = settings(
     max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
@@ -110,10 +134,11 @@ def _copy_to_torch_mha(ours: MultiHeadAttention) -> nn.MultiheadAttention:
 # --------------------------------------------------------------------------- properties, every kind
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("kind", ATTENTION_KINDS)
 @PROPERTY_SETTINGS
 @given(data=st.data())
-def test_interface_properties(kind: str, data: st.DataObject) -> None:
+def test_interface_properties(kind: str, precision: str, data: st.DataObject) -> None:
     """Shapes, masking, normalisation, all-masked rows, finite gradients, need_weights=False."""
     case = data.draw(attention_case(kind))
     module: Attention = case["module"]
@@ -123,7 +148,8 @@ def test_interface_properties(kind: str, data: st.DataObject) -> None:
     mask = case["mask"]
     batch, num_queries, num_keys = query.size(0), query.size(1), keys.size(1)
 
-    context, weights = module(query, keys, values, mask)
+    with autocast(precision):
+        context, weights = module(query, keys, values, mask)
 
     assert context.shape == (batch, num_queries, module.out_dim)
     assert weights is not None and weights.shape == (batch, num_queries, num_keys)
@@ -134,14 +160,15 @@ def test_interface_properties(kind: str, data: st.DataObject) -> None:
     keep = valid.unsqueeze(1).expand_as(weights)
     assert (weights[~keep] == 0).all(), "a masked key must get exactly zero weight"
     has_key = valid.any(dim=-1)  # (B,)
-    sums = weights.sum(dim=-1)  # (B, Tq)
-    torch.testing.assert_close(sums[has_key], torch.ones_like(sums[has_key]), atol=ATOL, rtol=0)
+    sums = weights.float().sum(dim=-1)  # (B, Tq)
+    torch.testing.assert_close(sums[has_key], torch.ones_like(sums[has_key]), atol=TOLERANCES[precision]["sum"],
+                               rtol=0)
     # Every key masked: zero weights and zero context, not NaN.
     assert (weights[~has_key] == 0).all()
     assert (context[~has_key] == 0).all()
 
     # Gradients flow and are finite even through fully masked rows.
-    (context.square().sum() + weights.square().sum()).backward()
+    (context.float().square().sum() + weights.float().square().sum()).backward()
     grads = [t.grad for t in (query, keys, values) if t is not None]
     grads += [p.grad for p in module.parameters()]
     for grad in grads:
@@ -150,82 +177,90 @@ def test_interface_properties(kind: str, data: st.DataObject) -> None:
     assert (values if values is not None else keys).grad is not None  # the context depends on the values
 
     # need_weights=False: same context (multihead: a different kernel), no weights.
-    with torch.no_grad():
+    with torch.no_grad(), autocast(precision):
         fast_context, no_weights = module(query, keys, values, mask, need_weights=False)
     assert no_weights is None
-    torch.testing.assert_close(fast_context, context.detach(), atol=ATOL, rtol=1e-4)
+    close(fast_context, context.detach(), precision)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("kind", [k for k in ATTENTION_KINDS if k != "multihead"])
 @PROPERTY_SETTINGS
 @given(data=st.data())
-def test_context_is_weights_times_values(kind: str, data: st.DataObject) -> None:
+def test_context_is_weights_times_values(kind: str, precision: str, data: st.DataObject) -> None:
     """For the single-head kinds the context is exactly the weighted sum of the values."""
     case = data.draw(attention_case(kind))
     values = case["values"] if case["values"] is not None else case["keys"]
-    with torch.no_grad():
+    with torch.no_grad(), autocast(precision):
         context, weights = case["module"](case["query"], case["keys"], case["values"], case["mask"])
-    torch.testing.assert_close(context, weights @ values, atol=ATOL, rtol=1e-5)
+    close(context, weights.float() @ values, precision)
     assert case["module"].out_dim == values.size(-1)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("kind", ATTENTION_KINDS)
 @PROPERTY_SETTINGS
 @given(data=st.data())
-def test_no_mask_equals_all_true_mask(kind: str, data: st.DataObject) -> None:
+def test_no_mask_equals_all_true_mask(kind: str, precision: str, data: st.DataObject) -> None:
     case = data.draw(attention_case(kind))
     module, query, keys, values = case["module"], case["query"], case["keys"], case["values"]
     all_true = torch.ones(keys.size(0), keys.size(1), dtype=torch.bool)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(precision):
         ctx_none, w_none = module(query, keys, values, None)
         ctx_true, w_true = module(query, keys, values, all_true)
+    # Same inputs, same kernels: equal up to float32 rounding in either precision.
     torch.testing.assert_close(ctx_none, ctx_true)
     torch.testing.assert_close(w_none, w_true)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("kind", ATTENTION_KINDS)
-def test_masked_keys_do_not_influence_output(kind: str) -> None:
+def test_masked_keys_do_not_influence_output(kind: str, precision: str) -> None:
     """Changing a masked key/value must not change anything (it is really ignored, not just down-weighted)."""
     torch.manual_seed(0)
     module = build_attention(kind, 8, 8, 8, num_heads=2).eval()
     query, keys, values = torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 8)
     mask = torch.tensor([[True, True, False, True, False], [False, True, True, True, True]])
-    with torch.no_grad():
+    with torch.no_grad(), autocast(precision):
         ctx, weights = module(query, keys, values, mask)
         keys2, values2 = keys.clone(), values.clone()
         keys2[~mask] = 1e3
         values2[~mask] = -1e3
         ctx2, weights2 = module(query, keys2, values2, mask)
+    # Exactly ignored, in bf16 too (masked weights are exact zeros).
     torch.testing.assert_close(ctx, ctx2)
     torch.testing.assert_close(weights, weights2)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("kind", ATTENTION_KINDS)
-def test_prepared_keys_give_the_same_output_and_gradients(kind: str) -> None:
+def test_prepared_keys_give_the_same_output_and_gradients(kind: str, precision: str) -> None:
     """prepare() once + one call per query step == the plain call, values and gradients alike."""
     torch.manual_seed(0)
     module = build_attention(kind, 8, 8, 6, num_heads=2, hidden_dim=5).eval()
     query = torch.randn(3, 4, 8)
     keys, values = torch.randn(3, 5, 8, requires_grad=True), torch.randn(3, 5, 6, requires_grad=True)
     mask = torch.tensor([[True, True, False, True, False], [False] * 5, [True] * 5])
-    ctx, weights = module(query, keys, values, mask)
-    plain_grads = torch.autograd.grad(ctx.square().sum(), (keys, values), allow_unused=True)
+    with autocast(precision):
+        ctx, weights = module(query, keys, values, mask)
+    plain_grads = torch.autograd.grad(ctx.float().square().sum(), (keys, values), allow_unused=True)
 
-    prepared = module.prepare(keys, values, mask)
-    steps = [module(q, prepared) for q in query.split(1, dim=1)]  # one decoder step per query
+    with autocast(precision):
+        prepared = module.prepare(keys, values, mask)
+        steps = [module(q, prepared) for q in query.split(1, dim=1)]  # one decoder step per query
     ctx2 = torch.cat([c for c, _ in steps], dim=1)
-    torch.testing.assert_close(ctx2, ctx)
-    torch.testing.assert_close(torch.cat([w for _, w in steps], dim=1), weights)
-    grads = torch.autograd.grad(ctx2.square().sum(), (keys, values), allow_unused=True)
+    close(ctx2, ctx, precision)
+    close(torch.cat([w for _, w in steps], dim=1), weights, precision)
+    grads = torch.autograd.grad(ctx2.float().square().sum(), (keys, values), allow_unused=True)
     for got, want in zip(grads, plain_grads):
         assert (got is None) == (want is None)
         if want is not None:
-            torch.testing.assert_close(got, want)
+            close(got, want, precision)
     # Rows can be repeated (beam search) and still match.
     rows = torch.tensor([2, 2, 0])
-    with torch.no_grad():
+    with torch.no_grad(), autocast(precision):
         ctx3, _ = module(query[rows], prepared.index_select(rows))
-    torch.testing.assert_close(ctx3, ctx.detach()[rows])
+    close(ctx3, ctx.detach()[rows], precision)
 
 
 def test_prepared_keys_misuse_is_named() -> None:

@@ -77,7 +77,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float | None]:
     model.hparams.update(settings)
     datamodule = instantiate_component(data_cfg)
     datamodule.prepare_data()
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    from attnlab.cli.build import build_trainer
+
+    trainer = build_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(model=model, datamodule=datamodule)
     metrics = {k: to_float(v) for k, v in (results[0] if results else {}).items()}

@@ -48,29 +48,6 @@ def _set_threads(cfg: DictConfig) -> int:
     return int(threads)
 
 
-def _compile_network(model: Any, options: DictConfig) -> list[str]:
-    """``torch.compile`` the task's ``compile_targets()`` in place (``nn.Module.compile``: the
-    parameters and state-dict keys stay as they are). Returns the names compiled."""
-    from torch import nn
-
-    targets = getattr(model, "compile_targets", None)
-    if targets is None:
-        from attnlab.errors import ConfigError
-
-        raise ConfigError(f"compile.enabled=true, but {type(model).__name__} does not say what to compile "
-                          "(no compile_targets()); run with compile.enabled=false.")
-    kwargs = {k: options.get(k) for k in ("backend", "mode", "dynamic") if options.get(k) is not None}
-    names = []
-    for name, module in targets().items():
-        # A ModuleList is never called itself; its members are.
-        members = list(module.named_children()) if isinstance(module, nn.ModuleList) else [("", module)]
-        for sub, member in members:
-            member.compile(**kwargs)
-            names.append(f"{name}.{sub}" if sub else name)
-    log.info("torch.compile (%s): %s", ", ".join(f"{k}={v}" for k, v in kwargs.items()), ", ".join(names))
-    return names
-
-
 def _output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
@@ -158,31 +135,20 @@ def train(
 
     import pytorch_lightning as pl
 
-    from attnlab.utils.instantiate import (
-        drop_logger_only_callbacks,
-        instantiate_callbacks,
-        instantiate_component,
-        instantiate_loggers,
-    )
+    from attnlab.cli.build import build_datamodule, build_task, build_trainer
+    from attnlab.utils.instantiate import drop_logger_only_callbacks, instantiate_callbacks, instantiate_loggers
 
     threads = _set_threads(cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
-    log.info("Data <%s>", cfg.data._target_)
-    datamodule = instantiate_component(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    log.info("Model <%s> with %s attention", cfg.model._target_, cfg.attention.kind)
-    attention = OmegaConf.to_container(cfg.attention, resolve=True)
-    model = instantiate_component(cfg.model, attention=attention, **datamodule.model_kwargs())
-    if cfg.get("compile") and cfg.compile.get("enabled"):
-        _compile_network(model, cfg.compile)
+    datamodule = build_datamodule(cfg)
+    model = build_task(cfg, datamodule)
 
     wandb_id = wandb_id_for_run(output_dir, resuming=is_resume(cfg.get("ckpt_path"), output_dir))
     loggers = instantiate_loggers(cfg.get("logger"), name=run.name, tags=run.tags, id=wandb_id)
     callbacks = drop_logger_only_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers)
     callbacks += _always_callbacks(cfg, run, output_dir)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
     progress["trainer"] = trainer
 
     resolved = OmegaConf.to_container(cfg, resolve=True)

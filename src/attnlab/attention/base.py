@@ -83,14 +83,17 @@ def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
         mask: ``(B, Tk)`` bool, True where a key may be attended, or None.
 
     Returns:
-        ``(B, ..., Tk)`` weights; each row sums to 1 over its unmasked keys, or
-        is all zeros when every key is masked.
+        ``(B, ..., Tk)`` weights in the scores' dtype (computed in float32 at least); each row
+        sums to 1 over its unmasked keys, or is all zeros when every key is masked.
     """
+    # In float32 at least, whatever the scores' dtype (bf16 under autocast, which would otherwise
+    # run it in bf16 on CPU): the exp and the normalising sum need the precision.
+    wide = torch.promote_types(scores.dtype, torch.float32)
     if mask is None:
-        return scores.softmax(dim=-1)
+        return scores.softmax(dim=-1, dtype=wide).to(scores.dtype)
     keep = broadcast_mask(mask, scores)
     filled = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
-    return filled.softmax(dim=-1).masked_fill(~keep, 0.0)
+    return filled.softmax(dim=-1, dtype=wide).to(scores.dtype).masked_fill(~keep, 0.0)
 
 
 def masked_uniform(mask: Tensor | None, batch: int, num_keys: int, *, dtype: torch.dtype,

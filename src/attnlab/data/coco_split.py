@@ -8,7 +8,7 @@ nothing holds a Python object per image or per box, so workers forked from the t
 share the index instead of copying it page by page.
 
 Measured on a COCO-2017-sized file (118,287 images, 830,000 annotations, 302 MB), side by side
-on a loaded 2-core machine (``scripts/bench.py --sections data_coco``): first setup 9.9 s and
+on a loaded 2-core machine (``scripts/bench.py --sections data``): first setup 9.9 s and
 616 MB above imports, pycocotools ``COCO()`` 44 s and 1.9 GB; a later setup 2.1 s and 23 MB.
 """
 

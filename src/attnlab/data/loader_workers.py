@@ -4,7 +4,7 @@ The share is the one the sweep launcher already gives torch (``attnlab.train._se
 usable cores divided by the jobs running at once (joblib's ``n_jobs``; 1 otherwise).
 
 Measured with the default detection recipe (FCOS, 128 px shapes, batch 16) on a 2-core machine,
-steps/s side by side in one process (``scripts/bench.py --sections data_coco``, 3 interleaved
+steps/s side by side in one process (``scripts/bench.py --sections data``, 3 interleaved
 repeats, 1 torch thread, load ~13): 1.03 steps/s with 0 workers, 0.89 with 2 (0.87x). With 0 workers the model
 waits for data ~2.6% of a step; a worker process competes with the model for the same two cores
 and loses more than that. So jobs with fewer than

@@ -46,6 +46,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
+from attnlab.models.mixed_precision import float32_outputs
 from attnlab.models.spatial_attention import SpatialSelfAttention
 
 __all__ = [
@@ -131,8 +132,25 @@ class LastLevelP6(ExtraFPNBlock):
         nn.init.constant_(self.p6.bias, 0)
 
     def forward(self, p: list[Tensor], c: list[Tensor], names: list[str]) -> tuple[list[Tensor], list[str]]:
-        p.append(self.p6(p[-1]))
+        with torch.autocast(p[-1].device.type, enabled=False):  # see Float32LastLevelP6P7
+            p.append(self.p6(p[-1].float()))
         names.append("p6")
+        return p, names
+
+
+class Float32LastLevelP6P7(LastLevelP6P7):
+    """torchvision's P6 + P7 levels, computed in float32 under autocast.
+
+    Why: on CPU, oneDNN's bf16 weight gradient of a stride-2 3x3 convolution over a 1x1 map (P7
+    from a 1x1 P6, e.g. 64 px images) is garbage, and NaN in about half the calls (measured: torch
+    2.14.1, AMX). These two small convolutions cost nothing in float32; parameter names are
+    torchvision's.
+    """
+
+    def forward(self, p: list[Tensor], c: list[Tensor], names: list[str]) -> tuple[list[Tensor], list[str]]:
+        with torch.autocast(p[-1].device.type, enabled=False):
+            levels, names = super().forward(p[:-1] + [p[-1].float()], c[:-1] + [c[-1].float()], names)
+        p[:] = levels
         return p, names
 
 
@@ -161,7 +179,7 @@ def _extra_block(detector: str, extra_levels: int | None, channels: int) -> Extr
         return _NoExtraLevels()
     if detector in _ONE_STAGE:
         if extra_levels == 2:
-            return LastLevelP6P7(channels, channels)  # from P5, as torchvision's fcos/retinanet (v1) builders
+            return Float32LastLevelP6P7(channels, channels)  # from P5, as torchvision's fcos/retinanet (v1)
         if extra_levels == 1:
             return LastLevelP6(channels)
     elif extra_levels == 1:
@@ -289,7 +307,8 @@ def _level_names(backbone: BackboneWithFPN) -> tuple[dict[str, tuple[str, int]],
     # FPN outputs: one per returned body output (same key and stride), then the extra levels,
     # each at twice the stride of the one before.
     extra = backbone.fpn.extra_blocks
-    extra_names = {LastLevelP6P7: ["p6", "p7"], LastLevelP6: ["p6"], LastLevelMaxPool: ["pool"]}.get(type(extra), [])
+    extra_names = {LastLevelP6P7: ["p6", "p7"], Float32LastLevelP6P7: ["p6", "p7"], LastLevelP6: ["p6"],
+                   LastLevelMaxPool: ["pool"]}.get(type(extra), [])
     last = max(strides.values())
     for name in extra_names:
         last *= 2
@@ -658,4 +677,8 @@ def build_detector(
             classes = None  # torchvision refuses num_classes together with a box_predictor
         model = FasterRCNN(net, classes, rpn_anchor_generator=anchor_generator,
                            box_detections_per_img=detections_per_img, **kwargs)
+    # Losses, box decoding and NMS read the heads' outputs: float32 even under bf16 autocast.
+    heads = [model.rpn.head, model.roi_heads.box_predictor] if detector == "faster_rcnn" else [model.head]
+    for head in heads:
+        float32_outputs(head)
     return AttentionDetector(model, detector, kind)

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.attention import PreparedKeys, build_attention
+from attnlab.models.recurrent import GRUCell, bidirectional_gru
 
 __all__ = ["DecoderState", "Encoder", "Decoder", "Hypotheses", "Memory", "Seq2Seq"]
 
@@ -95,7 +95,7 @@ class Hypotheses:
 
 
 class Encoder(nn.Module):
-    """Embedding + bidirectional GRU over packed sequences.
+    """Embedding + bidirectional GRU over padded batches (padding kept out of both directions).
 
     Args:
         vocab_size: source vocabulary size.
@@ -135,11 +135,9 @@ class Encoder(nn.Module):
             final: (L, B, 2H) last forward and backward states of each layer, concatenated.
         """
         emb = self.dropout(self.embedding(src))
-        # Packing keeps padding out of the backward direction's recurrence, so a
-        # sentence's encoding does not depend on how long its batch-mates are.
-        packed = pack_padded_sequence(emb, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, h_n = self.rnn(packed)
-        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        # Padding is kept out of both directions' recurrences (as packing would), so a sentence's
+        # encoding does not depend on how long its batch-mates are; bf16 under autocast.
+        outputs, h_n = bidirectional_gru(self.rnn, emb, src_lengths)
         # h_n: (L*2, B, H) ordered layer-major, direction-minor.
         h_n = h_n.view(self.num_layers, 2, src.size(0), self.hidden_dim)
         final = torch.cat([h_n[:, 0], h_n[:, 1]], dim=-1)
@@ -181,7 +179,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
         self.cells = nn.ModuleList(
-            nn.GRUCell(emb_dim + hidden_dim if i == 0 else hidden_dim, hidden_dim) for i in range(num_layers)
+            GRUCell(emb_dim + hidden_dim if i == 0 else hidden_dim, hidden_dim) for i in range(num_layers)
         )
         # Keys are the encoder states projected once per batch to the decoder size H: every kind then
         # works (``dot`` needs query_dim == key_dim) and per-step key work (additive's W_k k) runs on
@@ -232,7 +230,7 @@ class Decoder(nn.Module):
         x = torch.cat([emb, state.feed], dim=-1)
         new_hidden = []
         for i, cell in enumerate(self.cells):
-            h = cell(x, state.hidden[i])
+            h = cell(x, state.hidden[i])  # follows autocast; the state stays float32
             new_hidden.append(h)
             x = self.dropout(h) if i + 1 < self.num_layers else h
         ctx, weights = self._attend(x, memory, need_weights)

@@ -1,7 +1,7 @@
 """The COCO half of the bench ``data`` section: a COCO-2017-sized annotation file, set up by attnlab.
 
 :func:`add_coco_figures` fills a section with, on a set generated on the fly
-(:func:`attnlab.bench.coco_sized.write_coco_sized`: full size 118,287 images / 830,000
+(:func:`benchmarks.coco_sized.write_coco_sized`: full size 118,287 images / 830,000
 annotations / ~305 MB; ``--quick`` a tenth; ``--tiny`` 2,000 images), each case in a fresh
 subprocess so that time and peak RSS are its own:
 
@@ -26,12 +26,11 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from attnlab.bench.report import figure, section, target
-from attnlab.bench.settings import BenchSettings
+from benchmarks.report import figure, target
+from benchmarks.settings import BenchSettings
 
-__all__ = ["TITLE", "add_coco_figures", "run"]
+__all__ = ["add_coco_figures"]
 
-TITLE = "Data: COCO-2017-sized annotations (temporary key data_coco)"
 _SPLITS = {"train": {"images": "images/train", "annotations": "annotations/instances_train.json"},
            "val": {"images": "images/val", "annotations": "annotations/instances_val.json"}, "test": None}
 
@@ -140,8 +139,12 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_child(args: dict[str, Any]) -> dict[str, Any]:
-    code = "import json, sys; from attnlab.bench.data_coco import _child; print(json.dumps(_child(json.loads(sys.argv[1]))))"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    code = "import json, sys; from benchmarks.data_coco import _child; print(json.dumps(_child(json.loads(sys.argv[1]))))"
+    from attnlab.project import project_root
+
+    # benchmarks/ is not installed: the child imports it from the repository root.
+    path = os.pathsep.join(p for p in (str(project_root()), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env,
                           timeout=1800)
     if proc.returncode != 0:
@@ -197,7 +200,7 @@ def _pss_figures(settings: BenchSettings, sec: dict[str, Any], root: Path, batch
 
 def _steps_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
     """Default detection config, steps/s with 0 and 2 DataLoader workers (interleaved)."""
-    from attnlab.bench.harness import prepare_job, run_lightning, tiny_overrides
+    from benchmarks.harness import prepare_job, run_lightning, tiny_overrides
 
     steps, warmup, repeats = settings.pick((40, 8, 3), (25, 5, 2), (6, 2, 1))
     extra = tiny_overrides("detection", settings.workdir) if settings.tiny else []
@@ -215,8 +218,8 @@ def _steps_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
 
 
 def add_coco_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
-    """Fill ``sec`` (a :func:`attnlab.bench.report.section`) with the COCO figures and targets."""
-    from attnlab.bench.coco_sized import COCO2017_TRAIN, write_coco_sized
+    """Fill ``sec`` (a :func:`benchmarks.report.section`) with the COCO figures and targets."""
+    from benchmarks.coco_sized import COCO2017_TRAIN, write_coco_sized
 
     scale = settings.pick(1.0, 0.1, 2000 / COCO2017_TRAIN["images"])
     root = settings.workdir / "coco_sized"
@@ -229,14 +232,3 @@ def add_coco_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
     _setup_figures(settings, sec, root, settings.pick(2, 2, 1))
     _pss_figures(settings, sec, root, settings.pick(200, 200, 20))
     _steps_figures(settings, sec)
-
-
-def run(settings: BenchSettings) -> dict[str, Any]:
-    """The section on its own (``--sections data_coco``) until the lead joins the two halves."""
-    import time
-
-    start = time.perf_counter()
-    sec = section("data_coco", TITLE)
-    add_coco_figures(settings, sec)
-    sec["seconds"] = time.perf_counter() - start
-    return sec

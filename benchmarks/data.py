@@ -7,7 +7,7 @@ a Zipf-distributed vocabulary of made-up words so BPE has real work to do:
 * WMT-like: sentences of about 24 words, about 27 BPE tokens (4.5M pairs in full mode);
 
 each with 1,000 val and 1,000 test pairs, read with ``data=translation_files`` (BPE 8k, the
-defaults). Every measurement runs in a fresh subprocess (``python -m attnlab.bench.data``) that
+defaults). Every measurement runs in a fresh subprocess (``python -m benchmarks.data``) that
 imports torch, Lightning and the data module, records its RSS (the import baseline), then times
 ``setup("fit")`` plus one pass over 50 training batches and reports its peak RSS
 (``ru_maxrss``) above that baseline. The first process, on an empty cache dir, builds the store
@@ -15,7 +15,7 @@ imports torch, Lightning and the data module, records its RSS (the import baseli
 same files and settings maps it (warm setup).
 
 Training speed: steps/s of ``experiment=translation`` (the default ~22k-pair generated corpus)
-through :func:`attnlab.bench.harness.run_lightning`, each repeat in a subprocess. With
+through :func:`benchmarks.harness.run_lightning`, each repeat in a subprocess. With
 ``ATTNLAB_BENCH_BASELINE_REV=<git rev>`` the same is measured, interleaved, on that revision's
 code (``git archive`` into the scratch folder) and the ratio is reported (target: within 3%).
 
@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnlab.bench.report import figure, section, target
-from attnlab.bench.settings import BenchSettings
+from benchmarks.report import figure, section, target
+from benchmarks.settings import BenchSettings
 
 __all__ = ["TITLE", "add_translation_figures", "run", "write_parallel_corpus"]
 
@@ -179,14 +179,18 @@ def _measure_setup(args: dict[str, Any]) -> dict[str, Any]:
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"})
+    from attnlab.project import project_root
+
+    # benchmarks/ is not installed: the children import it from the repository root.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(project_root()), env.get("PYTHONPATH", "")) if p)
     env.update(extra or {})
     return env
 
 
 def _child(kind: str, args: dict[str, Any], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``python -m attnlab.bench.data setup <json>`` (or the steps script for ``steps``); the
+    """Run ``python -m benchmarks.data setup <json>`` (or the steps script for ``steps``); the
     last stdout line is the JSON result."""
-    head = ["-c", _STEPS_CODE] if kind == "steps" else ["-m", "attnlab.bench.data", kind]
+    head = ["-c", _STEPS_CODE] if kind == "steps" else ["-m", "benchmarks.data", kind]
     cmd = [sys.executable, *head, json.dumps(args)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(env))
@@ -202,13 +206,16 @@ def _child(kind: str, args: dict[str, Any], timeout: float, env: dict[str, str] 
 # ---------------------------------------------------------------------------------------------
 
 
-# Runs in a subprocess on either checkout's code (the baseline has no attnlab.bench.data), so it
+# Runs in a subprocess on either checkout's code (the baseline has no benchmarks.data), so it
 # uses only the harness, whose API both sides share.
 _STEPS_CODE = """
 import json, sys
 from pathlib import Path
 import torch
-from attnlab.bench.harness import prepare_job, run_lightning
+try:
+    from benchmarks.harness import prepare_job, run_lightning
+except ImportError:  # a checkout from before benchmarks/ left the package
+    from attnlab.bench.harness import prepare_job, run_lightning
 args = json.loads(sys.argv[1])
 torch.set_num_threads(int(args["threads"]))
 job = prepare_job("translation", seed=int(args["seed"]), scratch=Path(args["scratch"]),
@@ -231,7 +238,7 @@ def _baseline_checkout(rev: str, scratch: Path) -> Path:
 
 
 def _add_step_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
-    from attnlab.bench.harness import tiny_overrides
+    from benchmarks.harness import tiny_overrides
     from attnlab.project import project_root
 
     steps, warmup, repeats = settings.pick(full=(160, 20, 3), quick=(80, 10, 2), tiny=(4, 1, 1))
@@ -247,7 +254,7 @@ def _add_step_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
             args = {"threads": settings.num_threads(), "seed": settings.seed, "steps": steps, "warmup": warmup,
                     "scratch": str(scratch / f"{name}_{i}"),
                     "overrides": [*overrides, f"paths.cache_dir={(scratch / f'cache_{name}').as_posix()}"]}
-            env = {"PYTHONPATH": str(root / "src"), "PROJECT_ROOT": str(root)}
+            env = {"PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)]), "PROJECT_ROOT": str(root)}
             samples[name].append(_child("steps", args, timeout=1800, env=env)["steps_per_s"])
     sec["figures"].append(figure("default translation corpus: training steps/s (this code)", samples["new"],
                                  "steps/s"))
@@ -323,10 +330,13 @@ def add_translation_figures(settings: BenchSettings, sec: dict[str, Any]) -> Non
 
 
 def run(settings: BenchSettings) -> dict[str, Any]:
-    """The translation half of the data section (the COCO half is added beside it)."""
+    """Data at full size: the translation token store, then the COCO index."""
+    from benchmarks.data_coco import add_coco_figures
+
     started = time.perf_counter()
     sec = section("data", TITLE)
     add_translation_figures(settings, sec)
+    add_coco_figures(settings, sec)
     sec["seconds"] = time.perf_counter() - started
     return sec
 

@@ -8,26 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["MODES", "BenchSettings"]
-
 MODES = ("full", "quick", "tiny")
 T = TypeVar("T")
 
 
 @dataclass
 class BenchSettings:
-    """Settings shared by every section.
-
-    Attributes:
-        mode: ``full`` (default sizes, more repeats), ``quick`` (``--quick``: the whole run in a few
-            minutes on 2 cores) or ``tiny`` (tests: tiny models and data, correctness only).
-        device: ``cpu`` or ``cuda`` (sections 1-4 run there, with bf16 autocast).
-        threads: torch intra-op threads (None = every core this process may use).
-        seed: seed of models, data order and synthetic sets.
-        workdir: scratch folder (generated data for tiny runs, trainer roots, subprocess outputs).
-        shared: results one section leaves for a later one in the same run (e.g. the throughput
-            section reuses the overhead section's Lightning runs of the default translation config).
-    """
+    """Shared by every section: ``mode`` (``full``; ``quick``: minutes; ``tiny``: tests, correctness
+    only), ``device`` (every section runs there), torch ``threads`` (None: every usable core), the
+    ``seed``, a scratch ``workdir``, and ``shared``: results one section leaves for a later one."""
 
     mode: str = "full"
     device: str = "cpu"
@@ -44,26 +33,18 @@ class BenchSettings:
         self.workdir = Path(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
 
-    @property
-    def tiny(self) -> bool:
-        return self.mode == "tiny"
-
-    @property
-    def quick(self) -> bool:
-        return self.mode == "quick"
+    tiny = property(lambda self: self.mode == "tiny")
+    quick = property(lambda self: self.mode == "quick")
 
     def pick(self, full: T, quick: T, tiny: T) -> T:
         """The value for this run's mode."""
         return {"full": full, "quick": quick, "tiny": tiny}[self.mode]
 
     def num_threads(self) -> int:
-        """Threads to give torch: ``threads`` or the cores this process may run on."""
+        """``threads``, or the cores this process may run on."""
         if self.threads:
             return int(self.threads)
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            return os.cpu_count() or 1
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     def scratch(self, name: str) -> Path:
         """A sub-folder of ``workdir`` (created)."""

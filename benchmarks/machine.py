@@ -1,0 +1,79 @@
+"""The machine a benchmark ran on, its measured dense matmul peaks, and timing helpers."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def resolve_device(device: str) -> str:
+    """``cuda`` only when torch sees a GPU; otherwise raise (a benchmark must not silently fall back)."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch.cuda.is_available() is False on this machine")
+    return device
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """Cores, CPU model and its fast bf16 path, memory, versions, the device, the load right now."""
+    import pytorch_lightning as pl
+    import torch
+
+    from attnlab.cli.precision import cpu_bf16_support
+
+    cpuinfo = open("/proc/cpuinfo").read().splitlines() if os.path.exists("/proc/cpuinfo") else []
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.machine())
+    info: dict[str, Any] = {
+        "hostname": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
+        "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)), "cpu_model": model,
+        "cpu_bf16": cpu_bf16_support(), "memory_bytes": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
+        "torch": torch.__version__, "lightning": pl.__version__, "torch_threads": torch.get_num_threads(),
+        "device": device, "device_name": "CPU", "cuda_available": torch.cuda.is_available(),
+        "load_average": [round(x, 2) for x in os.getloadavg()], "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "executable": sys.executable,
+    }
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        info.update(device_name=props.name, cuda=torch.version.cuda, gpu_memory_bytes=int(props.total_memory),
+                    gpu_capability=f"{props.major}.{props.minor}")
+    return info
+
+
+def synchronize(device: Any) -> None:
+    """Wait for queued GPU work (a no-op on CPU), so a timestamp covers the work before it."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def time_repeats(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: Any = "cpu") -> list[float]:
+    """Seconds per call of ``fn`` for ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def peak_matmul_flops(device: str = "cpu", dtype: str = "float32", n: int = 2048, repeats: int = 5,
+                      warmup: int = 1) -> list[float]:
+    """Dense ``n x n @ n x n`` matmul FLOP/s (``2 n^3 / s``), one sample per repeat. ``float32`` is
+    true fp32 (TF32 stays off); ``bfloat16`` is the peak bf16-mixed training is compared to."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=gen).to(device=device, dtype=getattr(torch, dtype)) for _ in range(2))
+    inner = 1 if device == "cpu" else 10  # enough GPU work per sample that launch/timer noise does not count
+    seconds = time_repeats(lambda: [torch.mm(a, b) for _ in range(inner)], repeats, warmup, device)
+    return [2.0 * n**3 * inner / s for s in seconds]
