@@ -7,7 +7,7 @@ STAMP := $(VENV)/.attnlab-installed
 # Extra arguments for pytest / train.py, e.g. `make test ARGS="-k attention"`, `make train ARGS="attention=dot"`.
 ARGS ?=
 
-.PHONY: install train test test-slow test-all bench clean-logs
+.PHONY: install train test test-slow test-all lint bench clean-logs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	WANDB_MODE=offline $(PY) -m pytest $(ARGS)
+
+# Lint, format check and type check, with the versions pinned in the dev extra (the same three as
+# .pre-commit-config.yaml). `ruff format .` and `ruff check --fix .` repair most of what it reports.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
