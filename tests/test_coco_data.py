@@ -29,7 +29,6 @@ from attnlab.data.coco_split import CocoSplit
 from attnlab.data.detection_transforms import boxes_to_original, build_detection_transforms
 from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco
 from attnlab.errors import DataError
-
 from tests.coco_helpers import (
     DEFAULT_SPLITS,
     REPO,
@@ -157,7 +156,7 @@ def test_default_root_is_generated_and_batches_have_the_documented_format(
 
     # The targets' boxes mapped back and scored against the cleaned ground truth: perfect AP.
     results = []
-    for images, targets in dm.val_dataloader():
+    for _images, targets in dm.val_dataloader():
         preds = [{"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "labels": t["labels"]} for t in targets]
         results += dm.to_coco_results(preds, targets)
     assert coco_ap(dm, "val", results) == pytest.approx(1.0)

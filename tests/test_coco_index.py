@@ -158,7 +158,7 @@ def test_dataset_pickles_as_a_reference_to_the_mapped_index(tmp_path: Path) -> N
     """What a DDP-spawned rank or a spawned worker receives: the index folder, not its arrays."""
     make_roboflow_export(tmp_path / "data")
     dataset = _dm(tmp_path / "data", tmp_path / "cache").datasets["train"]
-    dataset.split.gt  # a built ground truth is not shipped either
+    _ = dataset.split.gt  # a built ground truth is not shipped either
     blob = pickle.dumps(dataset)
     clone = pickle.loads(blob)
     assert not clone.split.index["train_boxes"].flags.owndata and clone.split._gt is None

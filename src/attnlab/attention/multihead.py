@@ -110,7 +110,7 @@ class MultiHeadAttention(Attention):
             weights = per_head.mean(dim=1)  # (B, Tq, Tk)
         else:
             attn_mask = None
-            if mask is not None:
+            if mask is not None and empty is not None:  # empty is set whenever mask is
                 # SDPA turns a fully masked row into NaN (or garbage, depending on the
                 # kernel); let such rows attend everywhere -- their output is zeroed anyway.
                 attn_mask = broadcast_mask(mask | empty.unsqueeze(-1), q)  # (B, 1, 1, Tk)

@@ -9,9 +9,10 @@ same task and kind that differ in something else (a learning rate, say) are told
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import mean, stdev
-from typing import Any, Sequence
+from typing import Any
 
 from attnlab.compare.records import RunRecord
 
@@ -57,11 +58,11 @@ class Stats:
     max: float
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Stats | None:
-        values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-        if not values:
+    def of(cls, values: Sequence[float | None]) -> Stats | None:
+        finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+        if not finite:
             return None
-        return cls(len(values), mean(values), stdev(values) if len(values) > 1 else 0.0, min(values), max(values))
+        return cls(len(finite), mean(finite), stdev(finite) if len(finite) > 1 else 0.0, min(finite), max(finite))
 
 
 @dataclass
@@ -90,7 +91,7 @@ class RunGroup:
         return Stats.of([r.metrics.get(metric) for r in self.records])
 
     def values(self, metric: str) -> list[float]:
-        return [float(r.metrics[metric]) for r in self.records if r.metrics.get(metric) is not None]
+        return [float(v) for r in self.records if (v := r.metrics.get(metric)) is not None]
 
     def metric_names(self) -> set[str]:
         return {k for r in self.records for k, v in r.metrics.items() if v is not None}

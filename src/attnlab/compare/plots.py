@@ -5,9 +5,10 @@ deviation error bar; the individual runs are drawn as dots."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean, stdev
-from typing import Any, Sequence
+from typing import Any
 
 from attnlab.compare.aggregate import RunGroup, attention_order
 from attnlab.compare.table import COST_LABELS
@@ -127,6 +128,7 @@ def plot_quality_vs_cost(groups: Sequence[RunGroup], task: str, path: Path) -> P
         return None
     plt = _pyplot()
     metric = shown[0].main_metric
+    assert metric is not None  # `shown` keeps only groups with a main metric
     fig, axes = plt.subplots(1, len(axes_keys), figsize=(4.6 * len(axes_keys), 4.2), squeeze=False)
     colors = plt.get_cmap("tab10")
     order = {k: i for i, k in enumerate(attention_order({g.attention for g in shown}))}

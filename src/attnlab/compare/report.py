@@ -7,13 +7,12 @@ Used by ``scripts/compare_runs.py`` and, at the end of every multirun, by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from attnlab.compare.aggregate import RunGroup, group_runs
 from attnlab.compare.records import RunRecord
-from attnlab.evaluation.significance import ALPHA
 from attnlab.compare.significance import (
     NO_MATCHING_BASELINE,
     SignificanceRow,
@@ -21,6 +20,7 @@ from attnlab.compare.significance import (
     format_line,
     parse_baseline,
 )
+from attnlab.evaluation.significance import ALPHA
 
 __all__ = ["Comparison", "build_comparison"]
 

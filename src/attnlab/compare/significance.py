@@ -16,8 +16,9 @@ The output says which, per line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from attnlab.compare.aggregate import RunGroup, setting_of
 from attnlab.compare.records import RunRecord
@@ -53,10 +54,7 @@ def parse_baseline(spec: str) -> tuple[str, str]:
 def _matches(record: RunRecord, key: str, value: str) -> bool:
     if key == "attention" and record.attention == value:
         return True
-    for source in (record.choices, record.hparams):
-        if key in source and _same(source[key], value):
-            return True
-    return False
+    return any(key in source and _same(source[key], value) for source in (record.choices, record.hparams))
 
 
 def _same(actual: Any, wanted: str) -> bool:

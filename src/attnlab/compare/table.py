@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from attnlab.compare.aggregate import RunGroup, Stats
 from attnlab.compare.records import RunRecord

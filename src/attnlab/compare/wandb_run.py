@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from attnlab.compare.report import Comparison
 
@@ -37,7 +37,8 @@ def log_comparison_run(comparison: Comparison, *, project: str = "attnlab", enti
     if mode == "disabled":
         return None
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=project, entity=entity, dir=str(save_dir), mode=mode, job_type="compare",
+    wandb_mode = cast(Literal["online", "offline", "disabled", "shared"], mode)  # resolve_wandb_mode gives one of them
+    run = wandb.init(project=project, entity=entity, dir=str(save_dir), mode=wandb_mode, job_type="compare",
                      group="compare", name=(name or f"compare-{comparison.title}")[:80],
                      tags=["compare", *comparison.tasks],
                      config={"baseline": comparison.baseline, "runs": len(comparison.records),
@@ -45,10 +46,11 @@ def log_comparison_run(comparison: Comparison, *, project: str = "attnlab", enti
     payload: dict[str, Any] = {}
     for key, (header, rows) in {"comparison/runs": table_rows(comparison.records),
                                 "comparison/aggregated": aggregated_csv_rows(comparison.groups)}.items():
-        payload[key] = wandb.Table(columns=header, data=[[_cell(c) for c in row] for row in rows])
+        # [*header]: wandb types columns as list[str | int], and a list[str] is not one (lists are invariant).
+        payload[key] = wandb.Table(columns=[*header], data=[[_cell(c) for c in row] for row in rows])
     if comparison.baseline:
         header, rows = significance_table(comparison.significance)
-        payload["comparison/significance"] = wandb.Table(columns=header, data=[[_cell(c) for c in row] for row in rows])
+        payload["comparison/significance"] = wandb.Table(columns=[*header], data=[[_cell(c) for c in row] for row in rows])
     for path in comparison.files:
         if path.suffix == ".png":
             payload[f"plots/{path.stem}"] = wandb.Image(str(path))

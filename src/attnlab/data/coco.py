@@ -188,7 +188,9 @@ class CocoDataModule(pl.LightningDataModule):
         self._loaded: dict[str, CocoSplit] = {}
         self.datasets: dict[str, CocoDetectionDataset] = {}
         if self.splits["test"] is None:
-            log.info("data.splits.test is null: the test split is the val split (%s)", self.splits["val"]["annotations"])
+            val = self.splits["val"]
+            assert val is not None  # _normalise_splits lets only test be null
+            log.info("data.splits.test is null: the test split is the val split (%s)", val["annotations"])
 
     # ------------------------------------------------------------------ data on disk
 

@@ -142,7 +142,7 @@ def verify_images(
         )
     if memo is not None:
         try:
-            memo_dir.mkdir(parents=True, exist_ok=True)
+            memo.parent.mkdir(parents=True, exist_ok=True)
             memo.touch()
         except OSError:
             pass  # only an optimisation

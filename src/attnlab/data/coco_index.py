@@ -180,7 +180,7 @@ def _string_column(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _id_arrays(prefix: str, ids: IdColumn, keep: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], Any]:
     """Dataset ids as an int64 array when they are integers, else a JSON list for the meta."""
-    if ids.is_int:
+    if isinstance(ids.values, np.ndarray):  # ids.is_int
         values = ids.values if keep is None else ids.values[keep]
         return {prefix: values}, None
     values = ids.tolist()

@@ -85,7 +85,7 @@ class IdColumn:
         return len(self.values)
 
     def tolist(self) -> list[Any]:
-        return self.values.tolist() if self.is_int else list(self.values)
+        return self.values.tolist() if isinstance(self.values, np.ndarray) else list(self.values)
 
     def unique(self) -> bool:
         if self.is_int:

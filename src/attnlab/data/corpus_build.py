@@ -17,10 +17,10 @@ The staged training text is deleted at the end; val/test text stays (BLEU's refe
 from __future__ import annotations
 
 import itertools
-from array import array
 import json
 import logging
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -147,9 +147,9 @@ def _encode_split(folder: Path, tokenizers: Mapping[str, TextTokenizer], max_len
     keep = np.concatenate(keep_all) if keep_all else np.ones(0, dtype=bool)
     info: dict[str, Any] = {"n": int(keep.sum()), "dropped_long": int((~keep).sum())}
     for side in SIDES:
-        lens = np.concatenate(lengths[side]) if lengths[side] else np.zeros(0, np.int64)
-        offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-        np.cumsum(lens, out=offsets[1:])
+        side_lens = np.concatenate(lengths[side]) if lengths[side] else np.zeros(0, np.int64)
+        offsets = np.zeros(len(side_lens) + 1, dtype=np.int64)
+        np.cumsum(side_lens, out=offsets[1:])
         np.save(folder / f"{side}.off.npy", offsets)
         info[f"{side}_dtype"] = dtypes[side].name
         info[f"{side}_tokens"] = int(offsets[-1])

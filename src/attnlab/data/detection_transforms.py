@@ -18,7 +18,7 @@ recorded per sample as ``target["scale"] = (sy, sx) = (H / H0, W / W0)`` and the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -42,7 +42,7 @@ class RandomHorizontalFlipWithFlag(v2.Transform):
         self.p = p
         self._flip = v2.RandomHorizontalFlip(p=1.0)
 
-    def forward(self, image: Any, target: dict[str, Any]) -> tuple[Any, dict[str, Any]]:  # type: ignore[override]
+    def forward(self, image: Any, target: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         flipped = self.p > 0 and bool(torch.rand(()) < self.p)
         if flipped:
             image, target = self._flip(image, target)
@@ -89,7 +89,7 @@ def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Any]]]) -> tuple[l
     return images, targets
 
 
-def boxes_to_original(boxes_xyxy: Tensor, target: dict[str, Any]) -> Tensor:
+def boxes_to_original(boxes_xyxy: Tensor, target: Mapping[str, Any]) -> Tensor:
     """Map boxes from the transformed image's pixels back to the original image's pixels.
 
     boxes_xyxy: (N, 4) xyxy in the transformed image (as in ``target["boxes"]`` or a detector's

@@ -23,7 +23,7 @@ import os
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, cast
 
 from attnlab.errors import DataError
 
@@ -40,9 +40,10 @@ __all__ = [
 ]
 
 NORMALIZATIONS: tuple[str, ...] = ("NFC", "NFD", "NFKC", "NFKD")
+NormalForm = Literal["NFC", "NFD", "NFKC", "NFKD"]
 
 
-def check_normalization(normalize: str | None) -> str | None:
+def check_normalization(normalize: str | None) -> NormalForm | None:
     """Validate a ``normalize`` setting (``None`` or one of :data:`NORMALIZATIONS`, any case)."""
     if normalize is None:
         return None
@@ -51,7 +52,7 @@ def check_normalization(normalize: str | None) -> str | None:
         raise DataError(
             f"data.normalize={normalize!r} is not a Unicode normalisation; use one of {NORMALIZATIONS} or null"
         )
-    return form
+    return cast(NormalForm, form)  # one of NORMALIZATIONS, checked just above
 
 
 def normalize_text(text: str, lowercase: bool = False, normalize: str | None = "NFKC") -> str:
@@ -79,7 +80,9 @@ def resolve_file(path: str | os.PathLike[str] | None, key: str, hint: str) -> Pa
 
 
 def _open_binary(p: Path) -> BinaryIO:
-    return gzip.open(p, "rb") if p.suffix == ".gz" else p.open("rb")
+    if p.suffix == ".gz":
+        return cast(BinaryIO, gzip.open(p, "rb"))  # a GzipFile reads like any binary file; typeshed types it apart
+    return p.open("rb")
 
 
 def iter_lines(
@@ -143,8 +146,7 @@ def iter_parallel_text(
 def _zip_parallel(
     src: Iterator[str], tgt: Iterator[str], src_where: tuple[Any, str], tgt_where: tuple[Any, str]
 ) -> Iterator[tuple[str, str]]:
-    n = 0
-    for pair in itertools.zip_longest(src, tgt):
+    for n, pair in enumerate(itertools.zip_longest(src, tgt)):
         if pair[0] is None or pair[1] is None:
             n_src = n + (pair[0] is not None) + sum(1 for _ in src)
             n_tgt = n + (pair[1] is not None) + sum(1 for _ in tgt)
@@ -153,7 +155,6 @@ def _zip_parallel(
                 f"{n_src} lines but {Path(str(tgt_where[0])).resolve()} (data.{tgt_where[1]}) has {n_tgt} lines; "
                 "line i of the source must translate to line i of the target"
             )
-        n += 1
         yield pair
 
 

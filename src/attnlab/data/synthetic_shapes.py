@@ -132,7 +132,7 @@ class ShapesConfig:
 def _low_freq_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Smooth random field (size, size, 3) in [0, 1]: a tiny random image upsampled bicubically."""
     small = (rng.random((cells, cells, 3)) * 255).astype(np.uint8)
-    big = Image.fromarray(small, "RGB").resize((size, size), Image.BICUBIC)
+    big = Image.fromarray(small, "RGB").resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(big, dtype=np.float32) / 255.0
 
 

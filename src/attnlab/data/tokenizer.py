@@ -152,7 +152,7 @@ class TextTokenizer:
             if path.is_file():
                 try:
                     out = cls.from_json(path.read_text(encoding="utf-8"))
-                except Exception as err:  # a damaged cache entry is retrained, never fatal
+                except Exception as err:  # noqa: BLE001 - a damaged cache entry is retrained, never fatal
                     log.warning("ignoring unreadable tokenizer cache %s (%s); retraining", path, err)
                 else:
                     out.kind, out.cache_path, out.from_cache = kind, path, True

@@ -113,6 +113,14 @@ class CocoDetectionMetric(Metric):
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
+    # The list states made by add_state, named for the type checker (nn.Module's __getattr__ says Tensor | Module).
+    # Lists during update; torchmetrics' sync may leave a concatenated Tensor, which is why `_cat` takes both.
+    det_image_ids: list[Tensor]
+    det_boxes: list[Tensor]
+    det_scores: list[Tensor]
+    det_labels: list[Tensor]
+    det_source: list[Tensor]
+    seen_image_ids: list[Tensor]
 
     def __init__(
         self,

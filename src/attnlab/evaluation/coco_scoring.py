@@ -160,9 +160,9 @@ def coco_evaluate(
     if not ids:
         return {name: -1.0 for name in STAT_NAMES}
     # Fresh dicts: loadRes writes id/area/segmentation into the result dicts it gets.
-    results = [dict(r, bbox=list(r["bbox"])) for r in results]
+    fresh = [dict(r, bbox=list(r["bbox"])) for r in results]
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = results_coco(coco_gt, results, backend)
+        coco_dt = results_coco(coco_gt, fresh, backend)
         if backend == "faster_coco_eval":
             evaluator = eval_cls(coco_gt, coco_dt, "bbox", print_function=lambda *a, **k: None)
         else:
@@ -180,8 +180,6 @@ def format_summary(stats: Mapping[str, float]) -> str:
     for name, (is_ap, iou, area, max_dets) in zip(STAT_NAMES, _STAT_LINES):
         title, kind = ("Average Precision", "(AP)") if is_ap else ("Average Recall", "(AR)")
         lines.append(
-            " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}".format(
-                title, kind, iou, area, max_dets, stats[name]
-            )
+            f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | maxDets={max_dets:>3d} ] = {stats[name]:0.3f}"
         )
     return "\n".join(lines)

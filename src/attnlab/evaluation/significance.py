@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def translation_paired_bootstrap(
     ``SACREBLEU_SEED`` as sacreBLEU does (default 12345): the same inputs give the same answer.
     """
     from sacrebleu.metrics import BLEU
-    from sacrebleu.significance import PairedTest
+    from sacrebleu.significance import PairedTest, Result
 
     if not (len(baseline) == len(system) == len(references)):
         raise ValueError(f"{len(system)} system and {len(baseline)} baseline lines for {len(references)} references")
@@ -114,6 +114,8 @@ def translation_paired_bootstrap(
         quiet.setLevel(level)
     (name,) = [k for k in scores if k != "System"]
     base_result, sys_result = scores[name]
+    # PairedTest types its cells `str | Result`: only the "System" column holds names, and a bootstrap sets p_value.
+    assert isinstance(base_result, Result) and isinstance(sys_result, Result) and sys_result.p_value is not None
     # The CI of the difference from the resamples sacreBLEU drew (same seed, same indices).
     metric = bleu()
     stats = [np.array(metric._extract_corpus_statistics(h, refs), dtype="float32") for h in (baseline, system)]

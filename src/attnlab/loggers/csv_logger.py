@@ -10,9 +10,13 @@ header the file already has fixes both and keeps every row written so far.
 from __future__ import annotations
 
 import csv
+from typing import TYPE_CHECKING
 
 from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers.csv_logs import CSVLogger, ExperimentWriter
+
+if TYPE_CHECKING:  # the type Lightning's own CSVLogger.experiment declares (and stores in _experiment)
+    from lightning_fabric.loggers.csv_logs import _ExperimentWriter
 
 
 class ContinuingExperimentWriter(ExperimentWriter):
@@ -45,7 +49,7 @@ class ContinuingCSVLogger(CSVLogger):
 
     @property
     @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
+    def experiment(self) -> _ExperimentWriter:
         if self._experiment is not None:
             return self._experiment
         self._fs.makedirs(self.root_dir, exist_ok=True)
