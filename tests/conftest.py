@@ -32,6 +32,18 @@ def shared_fixtures() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny generated shapes set in the default COCO layout, for the COCO data tests (read it, don't change it)."""
+    from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco
+
+    from .coco_helpers import TINY
+
+    root = tmp_path_factory.mktemp("shapes") / "set"
+    generate_shapes_coco(root, ShapesConfig.from_dict(TINY))
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
     """Tests share 2 cores with each other's subprocesses: keep torch to what it was given."""

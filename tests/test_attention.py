@@ -1,19 +1,15 @@
-"""Tests for the shared attention block (src/attnlab/attention) and its config group.
+"""Tests for the shared attention block (src/attnlab/attention): the properties every kind shares, each
+kind's formula, and dropout.
 
-Property tests (hypothesis) run for every kind; sizes are tiny so the non-slow
-part stays within a few seconds. The one expensive check -- peak RSS of a
-4096 x 4096 additive forward+backward in a fresh process -- is marked slow.
+Property tests (hypothesis) run for every kind; sizes are tiny so the part stays within a few seconds.
+Additive attention's tiling is in test_attention_tiling.py, the factory and config group in
+test_attention_factory.py.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import math
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,16 +19,12 @@ from torch import nn
 
 from attnlab.attention import (
     ATTENTION_KINDS,
-    SHARED_OPTIONS,
     AdditiveAttention,
     Attention,
     MultiHeadAttention,
     build_attention,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
-PACKAGE_DIR = REPO / "src" / "attnlab" / "attention"
 DROPOUT_KINDS = ("additive", "dot", "general", "multihead")
 # Weighted sums of a handful of float32 numbers: differences stay ~1e-7.
 ATOL = 1e-5
@@ -402,239 +394,3 @@ def test_none_ignores_dropout() -> None:
     attn = build_attention("none", 4, 4, dropout=0.5).train()
     keys = torch.randn(2, 5, 4)
     torch.testing.assert_close(attn(torch.randn(2, 3, 4), keys)[0], keys.mean(1, keepdim=True).expand(2, 3, 4))
-
-
-# --------------------------------------------------------------------------- additive: tiling and memory
-
-
-@settings(max_examples=30, deadline=None, derandomize=True)
-@given(
-    batch=st.integers(1, 2),
-    num_queries=st.integers(1, 9),
-    num_keys=st.integers(1, 9),
-    chunk_size=st.one_of(st.none(), st.integers(1, 10)),
-    tile_budget=st.sampled_from([1, 7, 40, 2**24]),
-    masked=st.booleans(),
-)
-def test_additive_tiled_equals_untiled(
-    batch: int, num_queries: int, num_keys: int, chunk_size: int | None, tile_budget: int, masked: bool
-) -> None:
-    """Any tiling (queries, or queries and keys) gives the same weights, context and gradients (1e-5)."""
-    torch.manual_seed(batch * 100 + num_queries * 10 + num_keys)
-    tiled = AdditiveAttention(3, 4, 2, hidden_dim=5, chunk_size=chunk_size, tile_budget=tile_budget)
-    # chunk_size >= Tq is the plain computation: one (B, Tq, Tk, H) tensor, no checkpointing.
-    plain = AdditiveAttention(3, 4, 2, hidden_dim=5, chunk_size=num_queries)
-    plain.load_state_dict(tiled.state_dict())
-    query, keys, values = torch.randn(batch, num_queries, 3), torch.randn(batch, num_keys, 4), torch.randn(batch, num_keys, 2)
-    mask = (torch.rand(batch, num_keys) > 0.3) if masked else None
-
-    results = []
-    for module in (tiled, plain):
-        inputs = [t.clone().requires_grad_() for t in (query, keys, values)]
-        ctx, weights = module(*inputs, mask=mask)
-        (ctx.sin().sum() + (weights * torch.linspace(0, 1, num_keys)).sum()).backward()
-        grads = [t.grad for t in inputs] + [p.grad for p in module.parameters()]
-        results.append((ctx.detach(), weights.detach(), grads))
-    (ctx_t, w_t, g_t), (ctx_p, w_p, g_p) = results
-    torch.testing.assert_close(ctx_t, ctx_p, atol=ATOL, rtol=0)
-    torch.testing.assert_close(w_t, w_p, atol=ATOL, rtol=0)
-    for grad_t, grad_p in zip(g_t, g_p):
-        torch.testing.assert_close(grad_t, grad_p, atol=ATOL, rtol=0)
-    # Inference (no graph) takes the non-checkpointed tiled path: same result.
-    with torch.no_grad():
-        torch.testing.assert_close(tiled(query, keys, values, mask)[0], ctx_p, atol=ATOL, rtol=0)
-
-
-def test_additive_tile_sizes() -> None:
-    attn = AdditiveAttention(4, 4, hidden_dim=128)
-    assert attn.tile_sizes(1, 4096, 4096) == (32, 4096)  # 32 * 4096 * 128 = 2^24
-    assert attn.tile_sizes(2, 10, 20) == (10, 20)  # small: one tile
-    assert attn.tile_sizes(64, 4096, 4096) == (1, 2048)  # one query row is too big: tile keys too
-    assert AdditiveAttention(4, 4, chunk_size=7).tile_sizes(3, 100, 50) == (7, 50)
-    assert AdditiveAttention(4, 4, chunk_size=700).tile_sizes(3, 100, 50) == (100, 50)
-
-
-def _saved_tensor_bytes(module: AdditiveAttention, query: torch.Tensor) -> int:
-    """Bytes of distinct storages autograd keeps for backward after one forward."""
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        ctx, weights = module(query, query)
-    (ctx.sum() + weights.sum()).backward()  # the graph really is usable
-    assert query.grad is not None and torch.isfinite(query.grad).all()
-    return sum(storages.values())
-
-
-def test_additive_tiles_keep_autograd_memory_bounded() -> None:
-    """Checkpointed tiles: backward does not hold the (B, Tq, Tk, H) tanh output.
-
-    Plain chunking would still save every chunk's tanh output; this measures
-    what autograd actually saves (distinct storages), which is what dominates
-    peak memory in training.
-    """
-    torch.manual_seed(0)
-    batch, length, hidden = 1, 384, 64
-    full_energy = batch * length * length * hidden * 4  # bytes of one float32 (B, Tq, Tk, H)
-    query = torch.randn(batch, length, 32)
-    naive = AdditiveAttention(32, 32, hidden_dim=hidden, chunk_size=length)
-    tiled = AdditiveAttention(32, 32, hidden_dim=hidden, tile_budget=2**18)
-    tiled.load_state_dict(naive.state_dict())
-    assert tiled.tile_sizes(batch, length, length)[0] < length
-    naive_bytes = _saved_tensor_bytes(naive, query.clone().requires_grad_())
-    tiled_bytes = _saved_tensor_bytes(tiled, query.clone().requires_grad_())
-    assert naive_bytes >= full_energy  # the plain path really saves B*Tq*Tk*H
-    # Tiled: only O(B*Tq*Tk) scores/weights and the O(B*T*H) projections.
-    assert tiled_bytes < 4 * batch * length * length * 4 + 8 * batch * length * hidden * 4
-    assert tiled_bytes < full_energy / 8
-
-
-_PEAK_RSS_SCRIPT = textwrap.dedent(
-    """
-    import resource, sys, torch
-    torch.set_num_threads(2)
-    from attnlab.attention import build_attention
-    torch.manual_seed(0)
-    attn = build_attention("additive", 128, 128, hidden_dim=128)  # chunk_size null = automatic
-    x = torch.randn(1, 4096, 128, requires_grad=True)
-    ctx, weights = attn(x, x)
-    (ctx.square().mean() + weights.square().mean()).backward()
-    assert torch.isfinite(x.grad).all() and attn.energy.weight.grad is not None
-    # ru_maxrss is in KiB on Linux.
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    """
-)
-
-
-@pytest.mark.slow
-def test_additive_4096_forward_backward_peak_rss_under_2gib() -> None:
-    """Tq = Tk = 4096, H = 128, B = 1, D = 128: naive needs 8 GiB per (B,Tq,Tk,H) tensor; tiled < 2 GiB total.
-
-    A fresh process so the peak belongs to this computation alone (it
-    includes the ~0.5 GiB of importing torch).
-    """
-    result = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS_SCRIPT], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    peak_bytes = int(result.stdout.strip().splitlines()[-1])
-    assert peak_bytes < 2 * 2**30, f"peak RSS {peak_bytes / 2**30:.2f} GiB"
-
-
-# --------------------------------------------------------------------------- factory and configs
-
-
-@pytest.mark.parametrize("kind", ATTENTION_KINDS)
-def test_factory_builds_every_kind(kind: str) -> None:
-    attn = build_attention(kind, query_dim=8, key_dim=8, value_dim=4, num_heads=2)
-    assert isinstance(attn, Attention)
-    assert attn.out_dim == 4
-    ctx, weights = attn(torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 4))
-    assert ctx.shape == (2, 3, 4) and weights is not None and weights.shape == (2, 3, 5)
-
-
-def test_factory_unknown_kind_lists_valid_kinds() -> None:
-    with pytest.raises(ValueError, match="bahdanau") as info:
-        build_attention("bahdanau", 4, 4)
-    for kind in ATTENTION_KINDS:
-        assert kind in str(info.value)
-
-
-def test_factory_unknown_option_is_named() -> None:
-    with pytest.raises(ValueError, match="hiden_dim"):
-        build_attention("additive", 4, 4, hiden_dim=16)
-    with pytest.raises(ValueError, match="scale"):
-        build_attention("dot", 4, 4, scale=True)
-
-
-@pytest.mark.parametrize(
-    ("kind", "options"),
-    [
-        ("additive", {"num_heads": 8}),
-        ("dot", {"hidden_dim": 32, "chunk_size": 4, "num_heads": 3}),
-        ("general", {"num_heads": 2}),
-        ("multihead", {"hidden_dim": 7, "chunk_size": 2}),
-        ("none", {"hidden_dim": 1, "num_heads": 1, "chunk_size": None, "dropout": 0.1}),
-    ],
-)
-def test_factory_ignores_shared_options_that_do_not_apply(kind: str, options: dict) -> None:
-    attn = build_attention(kind, 4, 4, **options)
-    assert isinstance(attn, Attention) and attn.out_dim == 4
-
-
-def test_factory_applies_options() -> None:
-    additive = build_attention("additive", 4, 6, hidden_dim=16, chunk_size=3, dropout=0.2)
-    assert isinstance(additive, AdditiveAttention)
-    assert (additive.hidden_dim, additive.chunk_size, additive.dropout) == (16, 3, 0.2)
-    multihead = build_attention("multihead", 8, 6, num_heads=2)
-    assert isinstance(multihead, MultiHeadAttention) and multihead.num_heads == 2
-
-
-@pytest.mark.parametrize(
-    "options",
-    [{"hidden_dim": 0}, {"num_heads": -1}, {"chunk_size": 0}, {"dropout": 1.0}, {"dropout": -0.1}, {"hidden_dim": True}],
-)
-def test_factory_rejects_bad_option_values(options: dict) -> None:
-    name = next(iter(options))
-    with pytest.raises(ValueError, match=name):
-        build_attention("additive", 4, 4, **options)
-
-
-def test_dot_requires_equal_query_and_key_dims() -> None:
-    with pytest.raises(ValueError, match="query_dim == key_dim"):
-        build_attention("dot", 4, 5)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ((torch.randn(2, 3, 5), torch.randn(2, 4, 6)), "query"),
-        ((torch.randn(2, 3, 4), torch.randn(3, 4, 6)), "batch"),
-        ((torch.randn(2, 3, 4), torch.randn(2, 4, 6), torch.randn(2, 5, 6)), "same number"),
-        ((torch.randn(2, 3, 4), torch.randn(2, 4, 6), None, torch.ones(2, 4)), "bool"),
-        ((torch.randn(2, 3, 4), torch.randn(2, 4, 6), None, torch.ones(2, 5, dtype=torch.bool)), "mask"),
-    ],
-)
-def test_bad_inputs_are_named(args: tuple, message: str) -> None:
-    attn = build_attention("general", 4, 6)
-    with pytest.raises(ValueError, match=message):
-        attn(*args)
-
-
-def test_config_group_composes_and_builds() -> None:
-    """conf/attention/<kind>.yaml exists for every kind and feeds build_attention via hydra compose."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    assert {p.stem for p in (CONF_DIR / "attention").glob("*.yaml")} == set(ATTENTION_KINDS)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for kind in ATTENTION_KINDS:
-            cfg = compose(config_name=None, overrides=[f"+attention={kind}"])
-            options = OmegaConf.to_container(cfg.attention, resolve=True)
-            assert isinstance(options, dict) and options["kind"] == kind
-            assert set(options) - {"kind"} <= SHARED_OPTIONS
-            attn = build_attention(**options, query_dim=16, key_dim=16, value_dim=16)
-            ctx, _ = attn(torch.randn(1, 2, 16), torch.randn(1, 3, 16))
-            assert ctx.shape == (1, 2, 16)
-    additive = OmegaConf.load(CONF_DIR / "attention" / "additive.yaml")
-    assert OmegaConf.to_container(additive) == {"kind": "additive", "hidden_dim": 128, "chunk_size": None, "dropout": 0.0}
-    multihead = OmegaConf.load(CONF_DIR / "attention" / "multihead.yaml")
-    assert OmegaConf.to_container(multihead) == {"kind": "multihead", "num_heads": 4, "dropout": 0.0}
-
-
-def test_package_does_not_import_lightning() -> None:
-    """attnlab.attention sits below models/tasks: no Lightning imports anywhere in it."""
-    for path in PACKAGE_DIR.glob("*.py"):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert "lightning" not in name, f"{path.name} imports {name}"
