@@ -34,11 +34,14 @@ test-all: $(STAMP)
 	WANDB_MODE=offline $(PY) -m pytest $(ARGS)
 
 # Lint, format check and type check, with the versions pinned in the dev extra (the same three as
-# .pre-commit-config.yaml). `ruff format .` and `ruff check --fix .` repair most of what it reports.
+# .pre-commit-config.yaml). All three run, so one call shows every finding; it fails if any of them does.
+# `ruff format .` and `ruff check --fix .` repair most of what it reports.
 lint: $(STAMP)
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m mypy
+	@status=0; \
+	$(PY) -m ruff check . || status=1; \
+	$(PY) -m ruff format --check . || status=1; \
+	$(PY) -m mypy || status=1; \
+	exit $$status
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
