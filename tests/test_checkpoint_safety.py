@@ -22,7 +22,7 @@ import torch
 from attnlab.errors import ConfigError
 from attnlab.runs.checkpoint_io import load_checkpoint
 from attnlab.runs.trusted_targets import check_config_targets, check_overrides
-from attnlab.runs.trusted_targets import config_to_factory, factory_to_config
+from attnlab.tasks.optim_factories import config_to_factory, factory_to_config
 
 from .helpers import REPO, TINY_TRANSLATION, run_script
 

@@ -41,7 +41,7 @@ def _plain_data(value: Any, where: str, problems: list[str]) -> Any:
 
 def convert(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The converted checkpoint (a new dict; ``checkpoint`` is not changed)."""
-    from attnlab.runs.trusted_targets import factory_to_config
+    from attnlab.tasks.optim_factories import factory_to_config
 
     out = dict(checkpoint)
     hparams = dict(out.get("hyper_parameters") or {})

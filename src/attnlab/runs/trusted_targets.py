@@ -5,36 +5,21 @@ and a run folder carries ``.hydra/overrides.yaml``; both are re-used when a run 
 resumed. Anyone who can hand over such a file could otherwise make Hydra call any importable
 function (``os.system`` ...). Only the prefixes below are instantiated from them; anything else is
 a :class:`~attnlab.errors.ConfigError` naming the file, the key and the value.
-
-Optimizer and scheduler factories are kept as such plain dicts, for both tasks. Hydra's
-``_partial_: true`` hands a task a ``functools.partial`` (``torch.optim.AdamW`` with its keywords).
-Stored as such in the hyper-parameters it would be pickled into every checkpoint, and a checkpoint
-holding pickled objects can only be read with ``torch.load(weights_only=False)``, which runs
-whatever code the file names. So the tasks turn their factories into ``{"_target_": dotted name,
-**keywords}`` (:func:`factory_to_config`) before ``save_hyperparameters()``, and the dict goes back
-to a callable (:func:`config_to_factory`) only when the optimizer is built, and only for
-allow-listed targets (the hyper-parameters of a checkpoint are as untrusted as the rest of it).
-``runs/checkpoint_convert.py`` applies the same conversion to checkpoints that older attnlab
-versions wrote with pickled partials.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from attnlab.errors import ConfigError
-from attnlab.utils.plain import plain
 
 __all__ = [
     "ALLOWED_TARGET_PREFIXES",
     "check_config_targets",
     "check_overrides",
     "check_target",
-    "config_to_factory",
-    "factory_to_config",
     "locate_trusted",
 ]
 
@@ -145,57 +130,3 @@ def locate_trusted(target: str, key: str, source: str, why: str = _WHY) -> Any:
     except AttributeError as exc:
         raise ConfigError(f"{source}: {key}={target!r} cannot be imported ({exc}).") from exc
     return obj
-
-
-_PRIMITIVES = (str, int, float, bool, type(None))
-_FACTORY_SOURCE = "model hyper-parameters"
-_FACTORY_WHY = (
-    "optimizers and schedulers are stored in checkpoints and rebuilt from them, so they must come from "
-    "{prefixes} (put a class for another optimizer under attnlab. to use it)."
-)
-
-
-def _plain_value(value: Any, key: str) -> Any:
-    """A keyword as JSON-like data (tuples become lists); anything else cannot be stored safely."""
-    value = plain(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain_value(v, key) for v in value]
-    if isinstance(value, _PRIMITIVES):
-        return value
-    raise ValueError(
-        f"{key}={value!r} ({type(value).__name__}) cannot be stored in a checkpoint as plain data; "
-        "give optimizer/scheduler keywords as numbers, strings, booleans or lists of them."
-    )
-
-
-def factory_to_config(factory: Any, name: str) -> dict[str, Any] | None:
-    """``functools.partial(torch.optim.AdamW, lr=1e-3)`` -> ``{"_target_": "torch.optim.adamw.AdamW", "lr": 0.001}``.
-
-    ``name`` (``optimizer`` / ``scheduler``) is used in error messages. A dict with ``_target_``
-    (e.g. read back from a checkpoint) is checked and returned as a plain dict; None stays None.
-    """
-    factory = plain(factory)
-    if factory is None:
-        return None
-    if isinstance(factory, Mapping) and "_target_" in factory:
-        target = check_target(factory["_target_"], f"{name}._target_", _FACTORY_SOURCE, _FACTORY_WHY)
-        keywords = {k: v for k, v in factory.items() if k not in ("_target_", "_partial_")}
-    elif isinstance(factory, functools.partial) and not factory.args:
-        target = f"{factory.func.__module__}.{factory.func.__qualname__}"
-        check_target(target, f"{name}._target_", _FACTORY_SOURCE, _FACTORY_WHY)
-        keywords = dict(factory.keywords)
-    else:
-        raise ValueError(
-            f"{name} must be a Hydra `_partial_: true` node (a functools.partial with keyword arguments only) "
-            f"or a dict with `_target_`; got {type(factory).__name__}."
-        )
-    return {"_target_": target, **{str(k): _plain_value(v, f"{name}.{k}") for k, v in keywords.items()}}
-
-
-def config_to_factory(config: Mapping[str, Any] | None, name: str) -> Callable[..., Any] | None:
-    """Inverse of :func:`factory_to_config`: the allow-listed callable with its keywords bound."""
-    if config is None:
-        return None
-    kwargs = {k: v for k, v in config.items() if k not in ("_target_", "_partial_")}
-    target = locate_trusted(str(config["_target_"]), f"{name}._target_", _FACTORY_SOURCE, _FACTORY_WHY)
-    return functools.partial(target, **kwargs)

@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.optim import Optimizer
 
-from attnlab.runs.trusted_targets import config_to_factory
+from attnlab.tasks.optim_factories import config_to_factory
 
 __all__ = ["configure_from_hparams", "optimizers_config", "schedule_length_kwargs"]
 
@@ -41,7 +41,7 @@ def optimizers_config(
 
 def configure_from_hparams(hparams: Mapping[str, Any], params: Iterable[Any], trainer: pl.Trainer, task: str) -> Any:
     """``configure_optimizers`` of a task whose hyper-parameters hold ``optimizer`` / ``scheduler``
-    config dicts (see :mod:`attnlab.runs.trusted_targets`) and ``scheduler_interval``."""
+    config dicts (see :mod:`attnlab.tasks.optim_factories`) and ``scheduler_interval``."""
     make_optimizer = config_to_factory(hparams.get("optimizer"), "optimizer")
     if make_optimizer is None:
         raise ValueError(f"{task} needs an optimizer (model.optimizer with `_partial_: true` in the config)")
