@@ -227,7 +227,7 @@ def test_alignment_media_without_wandb(fitted, dm: TranslationDataModule) -> Non
     examples = dm.fixed_examples(2)
     aligned = task.alignments([s for s, _ in examples])
     assert len(aligned) == 2
-    for (src, _), (src_labels, hyp_labels, weights, hyp) in zip(examples, aligned):
+    for (src, _), (src_labels, hyp_labels, weights, _hyp) in zip(examples, aligned):
         assert [w.lstrip("\u2581") for w in src_labels] == src.split() + ["</s>"]
         assert weights.shape == (len(hyp_labels), len(src_labels))
         assert abs(float(weights.sum()) - len(hyp_labels)) < 1e-3  # each row is a distribution

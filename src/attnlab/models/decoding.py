@@ -190,9 +190,9 @@ def length_penalty_factor(lengths: Tensor, alpha: float, kind: str) -> Tensor:
     raise ValueError(f"unknown length_penalty_kind {kind!r}; expected one of {LENGTH_PENALTY_KINDS}")
 
 
-@torch.no_grad()
 # The four phases of a step (numbered in the body) share a dozen per-step tensors; split, they would only pass them on.
 # long: one loop over output positions, with its set-up
+@torch.no_grad()
 def beam_search(
     model: StepModel,
     src: Tensor,

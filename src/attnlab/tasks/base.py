@@ -17,11 +17,12 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
+from lightning_fabric.utilities.data import AttributeDict
 
-from attnlab.runs.trusted_targets import factory_to_config
+from attnlab.tasks.optim_factories import factory_to_config
 from attnlab.tasks.schedule import configure_from_hparams
 from attnlab.utils.plain import plain
 
@@ -39,6 +40,12 @@ class TaskModule(pl.LightningModule):
     EVAL_SETTINGS: tuple[str, ...] = ()
     #: What training throughput counts (``batch_units``), for the cost figures.
     throughput_unit: str = "examples"
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """Lightning's hyper-parameters, typed as what :meth:`save_task_hyperparameters` stores (a dict,
+        which Lightning keeps as an ``AttributeDict``), so that ``self.hparams.beam_size`` type-checks."""
+        return cast(AttributeDict, super().hparams)
 
     def save_task_hyperparameters(self, init_locals: Mapping[str, Any]) -> None:
         """Check and store the constructor's arguments (pass ``locals()`` first thing in ``__init__``).

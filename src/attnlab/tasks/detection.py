@@ -60,7 +60,7 @@ class DetectionTask(TaskModule):
         net: keyword arguments of :func:`~attnlab.models.detector.build_detector` (detector,
             backbone, weights, sizes, anchors, attention_levels ...).
         optimizer: ``functools.partial`` of a torch optimizer, called with ``params=`` (stored in the
-            hyper-parameters as ``{"_target_": ..., **kwargs}``, see :mod:`attnlab.runs.trusted_targets`).
+            hyper-parameters as ``{"_target_": ..., **kwargs}``, see :mod:`attnlab.tasks.optim_factories`).
         scheduler: ``functools.partial`` of an LR scheduler (called with ``optimizer=``;
             ``total_steps`` / ``T_max`` are filled in from the trainer when left out) or None.
         scheduler_interval: ``step`` or ``epoch``.

@@ -45,7 +45,7 @@ class TranslationTask(TaskModule):
         attention: the ``attention`` config group as a dict (``kind`` + options).
         net: model sizes for :class:`Seq2Seq`: ``emb_dim``, ``hidden_dim``, ``num_layers``, ``dropout``.
         optimizer: ``functools.partial`` of a torch optimizer, called with ``params=`` (stored in the
-            hyper-parameters as ``{"_target_": ..., **kwargs}``, see :mod:`attnlab.runs.trusted_targets`).
+            hyper-parameters as ``{"_target_": ..., **kwargs}``, see :mod:`attnlab.tasks.optim_factories`).
         scheduler: ``functools.partial`` of an LR scheduler (called with ``optimizer=``; ``total_steps``
             / ``T_max`` are filled in from the trainer when the partial leaves them out) or None.
         scheduler_interval: ``step`` or ``epoch``.

@@ -89,6 +89,6 @@ def samples_table(samples: Sequence[tuple[str, str, str, int]], epoch: int) -> A
     """A ``wandb.Table`` of (source, reference, hypothesis, source words) validation samples."""
     import wandb
 
-    columns = ["epoch", "source", "reference", "hypothesis", "source_words", "exact_match"]
+    columns: list[Any] = ["epoch", "source", "reference", "hypothesis", "source_words", "exact_match"]
     rows = [[epoch, s, r, h, int(n), h.strip() == r.strip()] for s, r, h, n in samples]
     return wandb.Table(columns=columns, data=rows)
