@@ -48,7 +48,7 @@ class TaskModule(pl.LightningModule):
         return cast(AttributeDict, super().hparams)
 
     def save_task_hyperparameters(self, init_locals: Mapping[str, Any]) -> None:
-        """Check and store the constructor's arguments (pass ``locals()`` first thing in ``__init__``).
+        """Check and store the constructor's arguments: ``locals()`` of ``__init__``, after any it normalises.
 
         ``attention`` and ``net`` become plain dicts, ``optimizer`` / ``scheduler`` plain config dicts
         (a ``functools.partial`` from Hydra's ``_partial_: true``, or a dict read back from a
