@@ -16,13 +16,22 @@ from attnlab.data.coco import CocoDataModule
 from attnlab.data.synthetic_shapes import ShapesConfig, generate_shapes_coco
 from attnlab.evaluation.coco_scoring import STAT_NAMES
 from attnlab.tasks.detection import DetectionTask
-from attnlab.tasks.detection_media import attention_figure, log_detection_media
+from attnlab.tasks.detection_media import attention_figure
+from attnlab.tasks.media import figure_pixels
 
 REPO = Path(__file__).resolve().parents[1]
-SPLITS = {s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"}
-          for s in ("train", "val", "test")}
-NET = dict(min_size=64, max_size=64, fpn_channels=64, small_cnn_widths=[16, 32, 64, 64], small_cnn_depth=1,
-           attention_levels=["c4"], score_thresh=0.05)
+SPLITS = {
+    s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in ("train", "val", "test")
+}
+NET = dict(
+    min_size=64,
+    max_size=64,
+    fpn_channels=64,
+    small_cnn_widths=[16, 32, 64, 64],
+    small_cnn_depth=1,
+    attention_levels=["c4"],
+    score_thresh=0.05,
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -31,8 +40,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("shapes")
-    generate_shapes_coco(root, ShapesConfig(n_train=8, n_val=5, n_test=3, image_size=64, min_object_size=12,
-                                            max_object_size=30, max_objects=3))
+    generate_shapes_coco(
+        root,
+        ShapesConfig(
+            n_train=8, n_val=5, n_test=3, image_size=64, min_object_size=12, max_object_size=30, max_objects=3
+        ),
+    )
     return root
 
 
@@ -57,9 +70,17 @@ def _task(dm: CocoDataModule, kind: str = "additive", **overrides) -> DetectionT
 
 
 def _trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
-    options = dict(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                   default_root_dir=str(tmp_path))
+    options = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+    )
     options.update(kwargs)
     return pl.Trainer(**options)
 
@@ -71,8 +92,14 @@ def test_fit_validate_test_log_losses_and_all_coco_metrics(shapes_root: Path, tm
     trainer = _trainer(tmp_path, limit_train_batches=2)
     trainer.fit(task, datamodule=dm)
     metrics = trainer.callback_metrics
-    for name in ("train/loss", "train/loss_classification", "train/loss_bbox_regression", "train/loss_bbox_ctrness",
-                 "val/loss", "val/loss_classification"):
+    for name in (
+        "train/loss",
+        "train/loss_classification",
+        "train/loss_bbox_regression",
+        "train/loss_bbox_ctrness",
+        "val/loss",
+        "val/loss_classification",
+    ):
         assert torch.isfinite(metrics[name]), name
     for name in STAT_NAMES:
         value = float(metrics[f"val/{name}"])
@@ -170,8 +197,9 @@ def test_media_logged_to_wandb_offline(shapes_root: Path, tmp_path: Path, monkey
     dm = _datamodule(shapes_root)
     task = _task(dm, n_media_images=2, media_score_thresh=0.0)
     logger = WandbLogger(project="attnlab-tests", save_dir=str(tmp_path), offline=True)
-    trainer = _trainer(tmp_path, logger=logger, limit_train_batches=1, limit_val_batches=1,
-                       callbacks=[MediaLogger(every_n_epochs=1)])
+    trainer = _trainer(
+        tmp_path, logger=logger, limit_train_batches=1, limit_val_batches=1, callbacks=[MediaLogger(every_n_epochs=1)]
+    )
     try:
         trainer.fit(task, datamodule=dm)
         run_dir = Path(logger.experiment.dir).parent
@@ -187,7 +215,7 @@ def test_media_logged_to_wandb_offline(shapes_root: Path, tmp_path: Path, monkey
 def test_media_failures_warn_instead_of_raising(shapes_root: Path, caplog: pytest.LogCaptureFixture) -> None:
     task = _task(_datamodule(shapes_root))  # not attached to a trainer: reading task.trainer fails
     with caplog.at_level(logging.WARNING):
-        log_detection_media(task, [object()])
+        task.log_media([object()])
     assert "media logging failed" in caplog.text
 
 
@@ -196,7 +224,7 @@ def test_attention_figure_draws_an_rgb_image() -> None:
 
     image = np.zeros((64, 48, 3), dtype=np.uint8)
     amap = AttentionMap("c4", torch.softmax(torch.randn(16), 0).reshape(4, 4), (64.0, 64.0), (20.0, 30.0))
-    figure = attention_figure(image, [amap, amap], title="t")
+    figure = figure_pixels(attention_figure(image, [amap, amap], title="t"))
     assert figure.ndim == 3 and figure.shape[2] == 3 and figure.dtype == np.uint8 and figure.std() > 0
 
 
@@ -217,4 +245,3 @@ def test_config_instantiates_the_task(shapes_root: Path) -> None:
     assert task.hparams.net["min_size"] == task.hparams.net["max_size"] == 128  # no data node: the default
     assert set(task.net.spatial_attention) == set(cfg.net.attention_levels)
     assert isinstance(task.hparams.optimizer, dict) and task.hparams.scheduler["max_lr"] == cfg.optimizer.lr
-

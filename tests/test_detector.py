@@ -11,13 +11,9 @@ from torchvision.models.detection import FCOS
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 
 from attnlab.attention import ATTENTION_KINDS
-from attnlab.models.detector import (
-    AttentionDetector,
-    SpatialAttentionFPNBackbone,
-    build_backbone,
-    build_detector,
-    resolve_backbone_weights,
-)
+from attnlab.models.attention_neck import SpatialAttentionFPNBackbone
+from attnlab.models.backbones import BackboneSpec, build_backbone, resolve_backbone_weights
+from attnlab.models.detector import AttentionDetector, build_detector, split_net_options
 from attnlab.models.spatial_attention import SpatialSelfAttention, sine_positional_encoding_2d
 
 # CPU-sized everything: 64x64 images, a narrow small CNN and FPN.
@@ -177,8 +173,8 @@ def test_none_is_exactly_the_torchvision_detector(detector: str, builder) -> Non
 def test_none_small_cnn_equals_plain_construction_and_attention_only_adds() -> None:
     """The CPU default: 'none' is torchvision's FCOS on the same backbone; attention adds only its blocks."""
     torch.manual_seed(0)
-    plain = FCOS(build_backbone("small_cnn", fpn_channels=32, small_cnn_widths=(16, 32, 64, 64), small_cnn_depth=1),
-                 NUM_CLASSES, min_size=64, max_size=64)
+    spec = BackboneSpec("small_cnn", fpn_channels=32, small_cnn_widths=(16, 32, 64, 64), small_cnn_depth=1)
+    plain = FCOS(build_backbone(spec), NUM_CLASSES, min_size=64, max_size=64)
     none = build_detector(NUM_CLASSES, {"kind": "none"}, **TINY)
     assert isinstance(none, AttentionDetector) and type(none.detector) is FCOS
     assert _param_shapes(none.detector) == _param_shapes(plain)
@@ -266,3 +262,18 @@ def test_other_backbones_build_and_run() -> None:
         images, targets = _batch()
         losses = model.train()(images, targets)
         assert all(torch.isfinite(v) for v in losses.values()), backbone
+
+
+def test_net_options_split_into_backbone_neck_and_head() -> None:
+    """Every ``model.net`` key of the config lands in exactly one spec; an unknown key is an error."""
+    from omegaconf import OmegaConf
+
+    from .helpers import CONF
+
+    net = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "cnn_attn.yaml").net, resolve=False)
+    net.pop("detector")
+    backbone, neck, head = split_net_options(net)
+    assert backbone.backbone == net["backbone"] and backbone.fpn_channels == net["fpn_channels"]
+    assert list(neck.attention_levels) == net["attention_levels"] and head.score_thresh == net["score_thresh"]
+    with pytest.raises(TypeError, match="unknown detector options \\['fpn_width'\\]"):
+        build_detector(NUM_CLASSES, {"kind": "none"}, fpn_width=32)

@@ -15,19 +15,34 @@ import pytest
 import pytorch_lightning as pl
 import sacrebleu
 import torch
+import yaml
 
 from attnlab.data.translation import TranslationDataModule
 from attnlab.tasks.translation import TranslationTask
 from attnlab.tasks.translation_metrics import LENGTH_BUCKETS, TranslationMetrics, bucket_of
 
+from .helpers import CONF
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_NET = {"emb_dim": 16, "hidden_dim": 32, "num_layers": 1, "dropout": 0.0}
+# The decoding settings (no defaults in the task): as configured, with a smaller beam and budget below.
+DECODING = {
+    k: v
+    for k, v in yaml.safe_load((CONF / "model" / "seq2seq_attn.yaml").read_text()).items()
+    if k in TranslationTask.EVAL_SETTINGS
+}
 
 
 def tiny_datamodule(cache_dir: Path) -> TranslationDataModule:
     dm = TranslationDataModule(
-        n_train=200, n_val=24, n_test=24, max_len=16, batch_size=16, eval_batch_size=24,
-        cache_dir=str(cache_dir), seed=0,
+        n_train=200,
+        n_val=24,
+        n_test=24,
+        max_len=16,
+        batch_size=16,
+        eval_batch_size=24,
+        cache_dir=str(cache_dir),
+        seed=0,
     )
     dm.prepare_data()
     dm.setup("fit")
@@ -46,10 +61,7 @@ def make_task(
         scheduler=(
             functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=lr, pct_start=0.2) if one_cycle else None
         ),
-        beam_size=3,
-        max_len_a=1.2,
-        max_len_b=4,
-        **{**dm.model_kwargs(), **kwargs},
+        **{**DECODING, "beam_size": 3, "max_len_a": 1.2, "max_len_b": 4, **dm.model_kwargs(), **kwargs},
     )
 
 
@@ -208,20 +220,21 @@ def test_metric_states_merge_like_ddp_ranks() -> None:
 
 
 def test_alignment_media_without_wandb(fitted, dm: TranslationDataModule) -> None:
-    from attnlab.tasks.translation_media import alignment_figure, alignments_for, figure_to_pil
+    from attnlab.tasks.media import figure_pixels
+    from attnlab.tasks.translation_media import alignment_figure
 
     task, _, _ = fitted
     examples = dm.fixed_examples(2)
-    aligned = alignments_for(task, [s for s, _ in examples])
+    aligned = task.alignments([s for s, _ in examples])
     assert len(aligned) == 2
-    for (src, _), (src_labels, hyp_labels, weights, hyp) in zip(examples, aligned):
+    for (src, _), (src_labels, hyp_labels, weights, _hyp) in zip(examples, aligned):
         assert [w.lstrip("\u2581") for w in src_labels] == src.split() + ["</s>"]
         assert weights.shape == (len(hyp_labels), len(src_labels))
         assert abs(float(weights.sum()) - len(hyp_labels)) < 1e-3  # each row is a distribution
         fig = alignment_figure(src_labels, hyp_labels, weights, title="t")
         assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(src_labels)
-        image = figure_to_pil(fig)
-        assert image.size[0] > 100 and image.size[1] > 100
+        pixels = figure_pixels(fig)
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.shape[2] == 3 and pixels.std() > 0
 
 
 def test_media_logs_to_an_offline_wandb_run(fitted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,7 +273,11 @@ def test_translate_script_on_a_checkpoint(fitted, dm: TranslationDataModule, tmp
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "translate.py"), f"ckpt_path={out['ckpt']}", "beam_size=2", *sources],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == task.translate(sources, beam_size=2)
@@ -289,10 +306,6 @@ def test_translate_script_stdin_and_errors(
 
 def test_task_decoding_uses_the_configured_cap(dm: TranslationDataModule) -> None:
     """Row 8: one 10,000-word line decodes at most model.max_decode_len tokens (default from the config)."""
-    from .helpers import CONF
-
-    import yaml
-
     assert yaml.safe_load((CONF / "model" / "seq2seq_attn.yaml").read_text())["max_decode_len"] == 256
     task = make_task(dm, max_decode_len=12).eval()
     with torch.no_grad():

@@ -18,15 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.attention import PreparedKeys, build_attention
+from attnlab.models.decoding import NEG_INF
 from attnlab.models.recurrent import GRUCell, bidirectional_gru
 
-__all__ = ["DecoderState", "Encoder", "Decoder", "Hypotheses", "Memory", "Seq2Seq"]
-
-# A finite "minus infinity": -inf would give NaN in (-inf) - (-inf) during beam bookkeeping.
-NEG_INF = -1e9
-# Absolute cap on decoded target tokens, whatever max_len_a * source length + max_len_b says
-# (the task passes the configured model.max_decode_len).
-MAX_DECODE_LEN = 256
+__all__ = ["DecoderState", "Encoder", "Decoder", "Memory", "Seq2Seq"]
 
 
 @dataclass
@@ -75,23 +70,6 @@ class DecoderState:
     def index_select(self, index: Tensor) -> DecoderState:
         """Rows ``index`` (M,) of the state (beam reordering)."""
         return DecoderState(self.hidden.index_select(1, index), self.feed.index_select(0, index))
-
-
-@dataclass
-class Hypotheses:
-    """Decoded output for a batch.
-
-    Attributes:
-        tokens: (B, Tmax) token ids, ``eos`` included when produced, ``pad`` after it.
-        lengths: (B,) number of tokens in ``tokens`` (eos included when produced).
-        scores: (B,) total log-probability of each hypothesis (no length penalty).
-        attention: (B, Tmax, S) attention weights of each produced token (zeros at padding).
-    """
-
-    tokens: Tensor
-    lengths: Tensor
-    scores: Tensor
-    attention: Tensor
 
 
 class Encoder(nn.Module):
@@ -272,7 +250,7 @@ class Decoder(nn.Module):
 
 
 class Seq2Seq(nn.Module):
-    """Bidirectional-GRU encoder, attentional GRU decoder, greedy and beam decoding.
+    """Bidirectional-GRU encoder and attentional GRU decoder (decoding: :mod:`attnlab.models.decoding`).
 
     Args:
         src_vocab_size: source vocabulary size.
@@ -363,89 +341,6 @@ class Seq2Seq(nn.Module):
         logp[:, self.pad_id] = NEG_INF
         logp[:, self.bos_id] = NEG_INF
         return logp, state, weights
-
-    def max_lengths(
-        self, src_lengths: Tensor, max_len_a: float, max_len_b: int, max_len: int = MAX_DECODE_LEN
-    ) -> Tensor:
-        """Per-sentence output budget ``a * src_len + b`` (B,), at least 1 and at most ``max_len``:
-        the hard cap keeps one very long source from making a whole batch decode for minutes."""
-        if max_len < 1:
-            raise ValueError(f"max_len (the absolute decoding cap) must be >= 1, got {max_len}")
-        return (src_lengths.float() * max_len_a + max_len_b).clamp(min=1, max=max_len).long()
-
-    @torch.no_grad()
-    def greedy_decode(
-        self,
-        src: Tensor,
-        src_lengths: Tensor,
-        src_mask: Tensor | None = None,
-        max_len_a: float = 1.5,
-        max_len_b: int = 10,
-        max_len: int = MAX_DECODE_LEN,
-    ) -> Hypotheses:
-        """Greedy decoding, vectorised over the batch.
-
-        Args:
-            src: (B, S), src_lengths: (B,), src_mask: (B, S) optional.
-            max_len_a, max_len_b, max_len: a sentence stops after ``min(a * src_len + b, max_len)`` tokens.
-
-        Returns:
-            :class:`Hypotheses` with tokens (B, T'), lengths, scores (sum of log-probs), attention (B, T', S).
-        """
-        memory, state = self.encode(src, src_lengths, src_mask)
-        b = src.size(0)
-        limits = self.max_lengths(src_lengths, max_len_a, max_len_b, max_len)
-        prev = src.new_full((b,), self.bos_id)
-        done = torch.zeros(b, dtype=torch.bool, device=src.device)
-        lengths = torch.zeros(b, dtype=torch.long, device=src.device)
-        scores = torch.zeros(b, device=src.device)
-        tokens: list[Tensor] = []
-        attn: list[Tensor] = []
-        for t in range(int(limits.max())):
-            logp, state, weights = self.step_log_probs(prev, state, memory)
-            best_lp, tok = logp.max(dim=-1)
-            tok = tok.masked_fill(done, self.pad_id)
-            scores = scores + best_lp.masked_fill(done, 0.0)
-            lengths = lengths + (~done).long()
-            tokens.append(tok)
-            attn.append(weights.masked_fill(done[:, None], 0.0))
-            done = done | (tok == self.eos_id) | (t + 1 >= limits)
-            prev = tok
-            if bool(done.all()):
-                break
-        return Hypotheses(torch.stack(tokens, 1), lengths, scores, torch.stack(attn, 1))
-
-    @torch.no_grad()
-    def beam_search(
-        self,
-        src: Tensor,
-        src_lengths: Tensor,
-        src_mask: Tensor | None = None,
-        beam_size: int = 5,
-        length_penalty: float = 0.6,
-        length_penalty_kind: str = "gnmt",
-        max_len_a: float = 1.5,
-        max_len_b: int = 10,
-        max_len: int = MAX_DECODE_LEN,
-    ) -> Hypotheses:
-        """Batched beam search (all sentences and beams in one (B*K) batch).
-
-        See :func:`attnlab.models.beam_search.beam_search` for the algorithm.
-        """
-        from attnlab.models.beam_search import beam_search
-
-        return beam_search(
-            self,
-            src,
-            src_lengths,
-            src_mask,
-            beam_size=beam_size,
-            length_penalty=length_penalty,
-            length_penalty_kind=length_penalty_kind,
-            max_len_a=max_len_a,
-            max_len_b=max_len_b,
-            max_len=max_len,
-        )
 
     def sequence_log_prob(self, src: Tensor, src_lengths: Tensor, tokens: Tensor) -> Tensor:
         """Total log-probability (B,) the model gives to ``tokens`` (B, T) (pad-terminated, eos

@@ -1,8 +1,9 @@
-"""COCO-style object detection as a LightningModule: losses, COCO metrics, optimiser, media.
+"""COCO-style object detection as a LightningModule: losses, COCO metrics and what its media show.
 
 The architecture lives in :mod:`attnlab.models.detector` (a torchvision detector with spatial
-attention); the COCO evaluation in :mod:`attnlab.evaluation.coco_eval`. This module only trains
-and scores.
+attention); the COCO evaluation in :mod:`attnlab.evaluation.coco_eval`; hyper-parameters, the
+optimizer and media logging come from :class:`attnlab.tasks.base.TaskModule`. This module only
+trains and scores.
 
 Logged metrics:
     train/loss, train/loss_<part>      detector loss and its parts (step and epoch)
@@ -20,15 +21,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
 from attnlab.evaluation.coco_eval import CocoDetectionMetric
 from attnlab.evaluation.coco_scoring import EVAL_BACKENDS, STAT_NAMES
 from attnlab.models.detector import build_detector
-from attnlab.tasks.optim_factories import factory_to_config
-from attnlab.tasks.schedule import configure_from_hparams
+from attnlab.tasks.base import TaskModule
+from attnlab.tasks.detection_media import detection_images, query_position
 from attnlab.utils.plain import plain
 
 __all__ = ["DetectionTask"]
@@ -48,7 +48,7 @@ def _loss_name(part: str) -> str:
     return "loss_" + part.removeprefix("loss_")
 
 
-class DetectionTask(pl.LightningModule):
+class DetectionTask(TaskModule):
     """Train and evaluate :func:`~attnlab.models.detector.build_detector` on a COCO datamodule.
 
     Args:
@@ -74,6 +74,7 @@ class DetectionTask(pl.LightningModule):
 
     # Hyper-parameters eval.py may change on a trained model: none (the COCO metrics are built in __init__).
     EVAL_SETTINGS: tuple[str, ...] = ()
+    throughput_unit = "images"
 
     def __init__(
         self,
@@ -90,10 +91,8 @@ class DetectionTask(pl.LightningModule):
         media_score_thresh: float = 0.3,
     ) -> None:
         super().__init__()
-        # Plain containers before save_hyperparameters() (which reads these locals), so the
-        # checkpoint's hparams do not depend on OmegaConf objects.
-        attention = dict(plain(attention))
-        net = dict(plain(net) or {})
+        if eval_backend not in EVAL_BACKENDS:
+            raise ValueError(f"eval_backend must be one of {EVAL_BACKENDS}, got {eval_backend!r}")
         class_names = [str(n) for n in plain(class_names)]
         category_ids = list(plain(category_ids))
         if len(class_names) != num_classes - 1 or len(category_ids) != num_classes - 1:
@@ -101,15 +100,8 @@ class DetectionTask(pl.LightningModule):
                 f"num_classes={num_classes} counts the background, so class_names and category_ids need "
                 f"{num_classes - 1} entries; got {len(class_names)} and {len(category_ids)}"
             )
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
-        if eval_backend not in EVAL_BACKENDS:
-            raise ValueError(f"eval_backend must be one of {EVAL_BACKENDS}, got {eval_backend!r}")
-        optimizer = factory_to_config(optimizer, "optimizer")
-        scheduler = factory_to_config(scheduler, "scheduler")
-        # logger=False: train.py logs the resolved config once; these would repeat it, flattened.
-        self.save_hyperparameters(logger=False)
-        self.net = build_detector(num_classes, attention, **net)
+        self.save_task_hyperparameters(locals())
+        self.net = build_detector(num_classes, self.hparams.attention, **self.hparams.net)
         self.val_coco = CocoDetectionMetric(backend=eval_backend, category_ids=category_ids)
         self.test_coco = CocoDetectionMetric(backend=eval_backend, category_ids=category_ids)
 
@@ -140,8 +132,12 @@ class DetectionTask(pl.LightningModule):
         size = len(images)
         # No .item(): logging tensors keeps the step free of host syncs.
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log_dict({f"train/{_loss_name(k)}": v.detach() for k, v in losses.items()},
-                      on_step=True, on_epoch=True, batch_size=size)
+        self.log_dict(
+            {f"train/{_loss_name(k)}": v.detach() for k, v in losses.items()},
+            on_step=True,
+            on_epoch=True,
+            batch_size=size,
+        )
         return loss
 
     def _eval_step(self, split: str, batch: Batch, metric: CocoDetectionMetric) -> None:
@@ -149,10 +145,19 @@ class DetectionTask(pl.LightningModule):
         if self.net.has_loss_in_eval:
             losses, detections = self.net.losses_and_detections(images, _model_targets(targets))
             size = len(images)
-            self.log(f"{split}/loss", torch.stack(list(losses.values())).sum(), on_epoch=True, sync_dist=True,
-                     batch_size=size)
-            self.log_dict({f"{split}/{_loss_name(k)}": v for k, v in losses.items()}, on_epoch=True,
-                          sync_dist=True, batch_size=size)
+            self.log(
+                f"{split}/loss",
+                torch.stack(list(losses.values())).sum(),
+                on_epoch=True,
+                sync_dist=True,
+                batch_size=size,
+            )
+            self.log_dict(
+                {f"{split}/{_loss_name(k)}": v for k, v in losses.items()},
+                on_epoch=True,
+                sync_dist=True,
+                batch_size=size,
+            )
         else:
             detections = self.net(images)
         self._update_coco(metric, detections, targets)
@@ -207,8 +212,9 @@ class DetectionTask(pl.LightningModule):
         # sync_dist only silences Lightning's epoch-level warning: the values agree on every rank.
         self.log(f"{split}/map", float(values["map"]), prog_bar=True, sync_dist=True)
         self.log(f"{split}/map_50", float(values["map_50"]), prog_bar=True, sync_dist=True)
-        self.log_dict({f"{split}/{k}": float(values[k]) for k in STAT_NAMES if k not in ("map", "map_50")},
-                      sync_dist=True)
+        self.log_dict(
+            {f"{split}/{k}": float(values[k]) for k in STAT_NAMES if k not in ("map", "map_50")}, sync_dist=True
+        )
 
     def test_outputs(self) -> dict[str, Any]:
         """The test detections as COCO results in the data set's own image and category ids, with what
@@ -232,9 +238,6 @@ class DetectionTask(pl.LightningModule):
         }
 
     # ------------------------------------------------------------------ cost
-    #: What training throughput counts (:meth:`batch_units`), for the cost figures.
-    throughput_unit = "images"
-
     def batch_units(self, batch: Batch) -> tuple[int, int]:
         """(images, images) in a batch."""
         return len(batch[0]), len(batch[0])
@@ -247,27 +250,37 @@ class DetectionTask(pl.LightningModule):
         images, targets = batch
         detections = self.net(images)
         return [
-            {"image_id": t["image_id"], "boxes": boxes_to_original(d["boxes"], t), "scores": d["scores"],
-             "labels": d["labels"]}
+            {
+                "image_id": t["image_id"],
+                "boxes": boxes_to_original(d["boxes"], t),
+                "scores": d["scores"],
+                "labels": d["labels"],
+            }
             for d, t in zip(detections, targets)
         ]
 
     # ------------------------------------------------------------------ media
-    def log_media(self, wandb_loggers: Sequence[Any]) -> None:
-        """Predicted and ground-truth boxes on the datamodule's fixed validation images, and one
-        query position's attention map over each (called by :class:`attnlab.callbacks.MediaLogger`
-        on rank 0 after validation). Failures are logged as warnings, never raised."""
-        from attnlab.tasks.detection_media import log_detection_media
-
-        log_detection_media(self, wandb_loggers)
+    def media(self) -> dict[str, Any]:
+        """Predicted and ground-truth boxes on the datamodule's fixed validation images
+        (``val/predictions``), and one query position's attention map over each (``val/attention``):
+        the same images every epoch and every run, so media compare across both."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "fixed_val_samples"):
+            log.warning("Detection media needs a datamodule with fixed_val_samples(n); skipped")
+            return {}
+        n = int(self.hparams.n_media_images)
+        images, targets = datamodule.fixed_val_samples(n) if n > 0 else ([], [])
+        if not images:
+            return {}
+        images = [img.to(self.device) for img in images]
+        queries = [query_position(img, t["boxes"]) for img, t in zip(images, targets)]
+        detections, maps = self.net.predict_with_attention(images, queries)
+        return detection_images(
+            images, targets, detections, maps, list(self.hparams.class_names), float(self.hparams.media_score_thresh)
+        )
 
     # ------------------------------------------------------------------ optimisation
     def compile_targets(self) -> dict[str, nn.Module]:
         """What ``compile.enabled=true`` compiles: the backbone (CNN, FPN and the attention block),
         where the compute is; the heads' box decoding and NMS are data-dependent Python."""
         return {"net.detector.backbone": self.net.detector.backbone}
-
-    def configure_optimizers(self) -> Any:
-        # Frozen layers of a pretrained backbone have requires_grad=False: leave them out.
-        params = [p for p in self.parameters() if p.requires_grad]
-        return configure_from_hparams(self.hparams, params, self.trainer, "DetectionTask")

@@ -1,31 +1,31 @@
 """W&B media for detection: boxes on images and spatial attention maps over them.
 
-Called through :meth:`attnlab.tasks.detection.DetectionTask.log_media` (by the MediaLogger
-callback, rank 0, after validation). Uses the datamodule's ``fixed_val_samples(n)``, the same
-images every epoch and every run, so media compare across epochs and runs:
+Pure drawing: :meth:`attnlab.tasks.detection.DetectionTask.media` runs the detector on the
+datamodule's fixed validation images and hands the results here; what goes wrong is caught once,
+in :meth:`attnlab.tasks.base.TaskModule.log_media`.
 
 * ``val/predictions``: each image with two box groups, ``predictions`` (score >= threshold,
   caption ``name score``) and ``ground_truth``, class labels by name;
 * ``val/attention``: for each image, the attention weights of one query position (the centre of
   the image's largest ground-truth box, or the image centre) over every position of each
-  attention level, upsampled and drawn over the image (matplotlib, no pyplot state).
-
-Nothing here may stop a run: any failure is logged as a warning.
+  attention level, upsampled and drawn over the image.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-log = logging.getLogger(__name__)
+from attnlab.tasks.media import figure_pixels, new_figure
 
-__all__ = ["attention_figure", "box_data", "log_detection_media", "pad_to", "query_position", "to_uint8_image"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["attention_figure", "box_data", "detection_images", "pad_to", "query_position", "to_uint8_image"]
 
 
 def to_uint8_image(image: Tensor) -> np.ndarray:
@@ -70,18 +70,14 @@ def query_position(image: Tensor, boxes: Tensor) -> tuple[float, float]:
     return image.shape[-2] / 2, image.shape[-1] / 2
 
 
-def attention_figure(image: np.ndarray, maps: Sequence[Any], title: str = "") -> np.ndarray:
-    """Draw each :class:`~attnlab.models.detector.AttentionMap` over ``image (H, W, 3)``; returns RGB ``(h, w, 3)``.
+def attention_figure(image: np.ndarray, maps: Sequence[Any], title: str = "") -> Figure:
+    """Draw each :class:`~attnlab.models.detector.AttentionMap` over ``image (H, W, 3)``.
 
     The map covers ``extent`` pixels (the padded input), so it is drawn with that extent and the
     axes are cut to the image; the query position is marked with a cross.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     height, width = image.shape[:2]
-    fig = Figure(figsize=(3.2 * max(1, len(maps)), 3.4), dpi=80)
-    FigureCanvasAgg(fig)
+    fig = new_figure(3.2 * max(1, len(maps)), 3.4, dpi=80)
     for i, amap in enumerate(maps):
         ax = fig.add_subplot(1, max(1, len(maps)), i + 1)
         ax.imshow(image)
@@ -96,70 +92,48 @@ def attention_figure(image: np.ndarray, maps: Sequence[Any], title: str = "") ->
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba())
-    return rgba[..., :3].copy()
+    return fig
 
 
-def log_detection_media(task: Any, wandb_loggers: Sequence[Any]) -> None:
-    """Log box images and attention overlays of the fixed validation images to every W&B logger.
+def detection_images(
+    images: Sequence[Tensor],
+    targets: Sequence[Mapping[str, Any]],
+    detections: Sequence[Mapping[str, Tensor]],
+    maps: Sequence[Sequence[Any]],
+    class_names: Sequence[str],
+    score_thresh: float,
+) -> dict[str, list[Any]]:
+    """``{"val/predictions": [wandb.Image], "val/attention": [wandb.Image]}`` (the latter when there are maps).
 
     Args:
-        task: the :class:`~attnlab.tasks.detection.DetectionTask` (its ``net``, ``hparams`` and trainer).
-        wandb_loggers: Lightning ``WandbLogger`` instances.
+        images: ``(3, H, W)`` images in [0, 1]; targets: their ground truth (``boxes``, ``labels``, ``image_id``).
+        detections, maps: what ``AttentionDetector.predict_with_attention`` returned for them.
+        class_names: label ``l`` is ``class_names[l - 1]``; score_thresh: weaker predictions are not drawn.
     """
-    if not wandb_loggers:
-        return
-    try:
-        _log_detection_media(task, wandb_loggers)
-    except Exception as exc:  # noqa: BLE001 - media must never cost a training run
-        log.warning("Detection media logging failed (training goes on): %s", exc)
-
-
-def _log_detection_media(task: Any, wandb_loggers: Sequence[Any]) -> None:
     import wandb
 
-    datamodule = getattr(task.trainer, "datamodule", None)
-    if datamodule is None or not hasattr(datamodule, "fixed_val_samples"):
-        log.warning("Detection media needs a datamodule with fixed_val_samples(n); skipped")
-        return
-    n = int(task.hparams.n_media_images)
-    if n <= 0:
-        return
-    images, targets = datamodule.fixed_val_samples(n)
-    if not images:
-        return
-    images = [img.to(task.device) for img in images]
-    queries = [query_position(img, t["boxes"]) for img, t in zip(images, targets)]
-    detections, maps = task.net.predict_with_attention(images, queries)
-    names: list[str] = list(task.hparams.class_names)
-    class_labels = {i + 1: name for i, name in enumerate(names)}
-    thresh = float(task.hparams.media_score_thresh)
-
+    class_labels = {i + 1: name for i, name in enumerate(class_names)}
     box_images, attention_images = [], []
     height, width = max(int(img.shape[-2]) for img in images), max(int(img.shape[-1]) for img in images)
     for img, target, det, img_maps in zip(images, targets, detections, maps):
-        keep = det["scores"] >= thresh
+        keep = det["scores"] >= score_thresh
         pixels = to_uint8_image(img)
+        predicted = box_data(
+            det["boxes"][keep].cpu(), det["labels"][keep].cpu(), class_names, det["scores"][keep].cpu()
+        )
         boxes = {
-            "predictions": {
-                "box_data": box_data(det["boxes"][keep].cpu(), det["labels"][keep].cpu(), names,
-                                     det["scores"][keep].cpu()),
-                "class_labels": class_labels,
-            },
+            "predictions": {"box_data": predicted, "class_labels": class_labels},
             "ground_truth": {
-                "box_data": box_data(target["boxes"].cpu(), target["labels"].cpu(), names),
+                "box_data": box_data(target["boxes"].cpu(), target["labels"].cpu(), class_names),
                 "class_labels": class_labels,
             },
         }
-        box_images.append(wandb.Image(pad_to(pixels, height, width), boxes=boxes,
-                                      caption=f"image {target['image_id']}"))
+        caption = f"image {target['image_id']}"
+        box_images.append(wandb.Image(pad_to(pixels, height, width), boxes=boxes, caption=caption))
         if img_maps:
-            figure = attention_figure(pixels, img_maps, title=f"image {target['image_id']}: where position x attends")
-            attention_images.append(wandb.Image(figure, caption=f"image {target['image_id']}"))
-
-    payload: dict[str, Any] = {"val/predictions": box_images}
+            figure = attention_figure(pixels, img_maps, title=f"{caption}: where position x attends")
+            attention_images.append(wandb.Image(figure_pixels(figure), caption=caption))
+    payload: dict[str, list[Any]] = {"val/predictions": box_images}
     if attention_images:
         payload["val/attention"] = attention_images
-    for logger in wandb_loggers:
-        logger.log_metrics(payload, step=task.global_step)
+    return payload

@@ -1,6 +1,7 @@
-"""Neural machine translation as a LightningModule: loss, decoding, metrics, optimiser, media.
+"""Neural machine translation as a LightningModule: loss, decoding, metrics and what its media show.
 
-The architecture lives in :mod:`attnlab.models.seq2seq`; this module only trains and scores it.
+The architecture lives in :mod:`attnlab.models.seq2seq`, decoding in :mod:`attnlab.models.decoding`;
+hyper-parameters, the optimizer and media logging come from :class:`attnlab.tasks.base.TaskModule`.
 
 Logged metrics:
     train/loss                      label-smoothed token cross-entropy (step and epoch)
@@ -16,17 +17,16 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics.aggregation import SumMetric
 
-from attnlab.models.seq2seq import MAX_DECODE_LEN, Hypotheses, Seq2Seq
-from attnlab.tasks.optim_factories import factory_to_config
-from attnlab.tasks.schedule import configure_from_hparams
+from attnlab.models.decoding import Hypotheses, decode, greedy_decode
+from attnlab.models.seq2seq import Seq2Seq
+from attnlab.tasks.base import TaskModule
+from attnlab.tasks.translation_media import Alignment, alignment_images, samples_table, token_labels
 from attnlab.tasks.translation_metrics import TranslationMetrics
-from attnlab.utils.plain import plain
 
 __all__ = ["TranslationTask"]
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Any]
 
 
-class TranslationTask(pl.LightningModule):
+class TranslationTask(TaskModule):
     """Train and evaluate :class:`~attnlab.models.seq2seq.Seq2Seq` on a translation datamodule.
 
     Args:
@@ -50,20 +50,29 @@ class TranslationTask(pl.LightningModule):
             / ``T_max`` are filled in from the trainer when the partial leaves them out) or None.
         scheduler_interval: ``step`` or ``epoch``.
         label_smoothing: for the training (and reported validation) loss.
-        val_beam_size: beam for validation decoding (1 = greedy, the fast default).
+        val_beam_size: beam for validation decoding (1 = greedy).
         beam_size: beam for test decoding and :meth:`translate`.
-        length_penalty, length_penalty_kind: see :func:`attnlab.models.beam_search.length_penalty_factor`.
+        length_penalty, length_penalty_kind: see :func:`attnlab.models.decoding.length_penalty_factor`.
         max_len_a, max_len_b: decode at most ``a * src_len + b`` tokens ...
         max_decode_len: ... and never more than this, however long the source (a hard cap: one
             10,000-word line in a test set must not make decoding run for minutes).
         bleu_tokenize: sacreBLEU tokenizer for BLEU.
         n_media_examples: alignment heat maps per validation epoch (W&B only).
         n_table_rows: validation sentences in the W&B sample table.
+
+    The decoding settings have no defaults here: ``conf/model/seq2seq_attn.yaml`` is where they are written.
     """
 
-    # Hyper-parameters eval.py may change on a trained model (``model.beam_size=10``): read at decode time.
-    EVAL_SETTINGS = ("val_beam_size", "beam_size", "length_penalty", "length_penalty_kind", "max_len_a",
-                     "max_len_b", "max_decode_len")
+    EVAL_SETTINGS = (
+        "val_beam_size",
+        "beam_size",
+        "length_penalty",
+        "length_penalty_kind",
+        "max_len_a",
+        "max_len_b",
+        "max_decode_len",
+    )
+    throughput_unit = "tokens"
 
     def __init__(
         self,
@@ -80,40 +89,31 @@ class TranslationTask(pl.LightningModule):
         scheduler: Callable[..., Any] | Mapping[str, Any] | None = None,
         scheduler_interval: str = "step",
         label_smoothing: float = 0.1,
-        val_beam_size: int = 1,
-        beam_size: int = 5,
-        length_penalty: float = 0.6,
-        length_penalty_kind: str = "gnmt",
-        max_len_a: float = 1.5,
-        max_len_b: int = 10,
-        max_decode_len: int = MAX_DECODE_LEN,
+        *,
+        val_beam_size: int,
+        beam_size: int,
+        length_penalty: float,
+        length_penalty_kind: str,
+        max_len_a: float,
+        max_len_b: int,
+        max_decode_len: int,
         bleu_tokenize: str = "13a",
         n_media_examples: int = 4,
         n_table_rows: int = 16,
     ) -> None:
         super().__init__()
-        # Plain containers before save_hyperparameters() (which reads these locals), so the
-        # checkpoint's hparams do not depend on OmegaConf objects.
-        attention = dict(plain(attention))
-        net = dict(plain(net) or {})
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         if max_decode_len < 1:
             raise ValueError(f"max_decode_len must be >= 1, got {max_decode_len}")
-        # Plain dicts, not pickled partials: checkpoints must load with torch.load(weights_only=True).
-        optimizer = factory_to_config(optimizer, "optimizer")
-        scheduler = factory_to_config(scheduler, "scheduler")
-        # logger=False: the hparams hold both tokenizers as JSON (hundreds of KB); they belong in the
-        # checkpoint, not in the W&B config, which train.py fills with the resolved config instead.
-        self.save_hyperparameters(logger=False)
+        # The tokenizers (as JSON) go into the checkpoint: a checkpoint alone can translate.
+        self.save_task_hyperparameters(locals())
         self.model = Seq2Seq(
             src_vocab_size,
             tgt_vocab_size,
-            attention=attention,
+            attention=self.hparams.attention,
             pad_id=pad_id,
             bos_id=bos_id,
             eos_id=eos_id,
-            **net,
+            **self.hparams.net,
         )
         self.val_metrics = TranslationMetrics(bleu_tokenize)
         self.test_metrics = TranslationMetrics(bleu_tokenize)
@@ -168,29 +168,20 @@ class TranslationTask(pl.LightningModule):
         return loss, nll, (target != pad).sum()
 
     def decode(self, batch: Batch, beam_size: int) -> Hypotheses:
-        """Decode a batch greedily (``beam_size == 1``) or with beam search."""
-        src, lengths, mask = batch["src"], batch["src_lengths"], batch.get("src_mask")
+        """Decode a batch greedily (``beam_size == 1``) or with beam search, with the configured settings."""
         hp = self.hparams
-        cap = self.decode_cap
-        if beam_size <= 1:
-            return self.model.greedy_decode(src, lengths, mask, max_len_a=hp.max_len_a, max_len_b=hp.max_len_b,
-                                            max_len=cap)
-        return self.model.beam_search(
-            src,
-            lengths,
-            mask,
+        return decode(
+            self.model,
+            batch["src"],
+            batch["src_lengths"],
+            batch.get("src_mask"),
             beam_size=beam_size,
             length_penalty=hp.length_penalty,
             length_penalty_kind=hp.length_penalty_kind,
             max_len_a=hp.max_len_a,
             max_len_b=hp.max_len_b,
-            max_len=cap,
+            max_len=int(hp.max_decode_len),
         )
-
-    @property
-    def decode_cap(self) -> int:
-        """The absolute decoding cap, ``max_decode_len``."""
-        return int(self.hparams.max_decode_len)
 
     def ids_to_text(self, tokens: Tensor) -> list[str]:
         """Target ids (B, T) -> detokenised strings, cut at the first ``eos``."""
@@ -248,9 +239,7 @@ class TranslationTask(pl.LightningModule):
         room = self.hparams.n_table_rows - len(self.val_samples)
         if room > 0:
             words = batch["src_num_words"].tolist()
-            self.val_samples.extend(
-                zip(batch["src_text"][:room], batch["tgt_text"][:room], hyps[:room], words[:room])
-            )
+            self.val_samples.extend(zip(batch["src_text"][:room], batch["tgt_text"][:room], hyps[:room], words[:room]))
 
     def on_validation_epoch_end(self) -> None:
         nll, tokens = self.val_nll_sum.compute(), self.val_tokens.compute()
@@ -303,28 +292,69 @@ class TranslationTask(pl.LightningModule):
         self.log_dict({f"{split}/{k}": v for k, v in values.items()}, sync_dist=True)
 
     # ------------------------------------------------------------------ cost
-    #: What training throughput counts (:meth:`batch_units`), for the cost figures.
-    throughput_unit = "tokens"
-
     def batch_units(self, batch: Batch) -> tuple[int, Tensor]:
         """(sentences, target tokens) in a batch; the token count stays on the device (no host sync)."""
         return batch["src"].size(0), (batch["tgt_out"] != self.hparams.pad_id).sum()
 
     # ------------------------------------------------------------------ media
-    def log_media(self, wandb_loggers: Sequence[Any]) -> None:
-        """Alignment heat maps of the datamodule's fixed examples and a table of validation samples
-        (called by :class:`attnlab.callbacks.MediaLogger` on rank 0 after validation)."""
-        from attnlab.tasks.translation_media import log_translation_media
+    @torch.no_grad()
+    def alignments(self, sources: Sequence[str]) -> list[Alignment]:
+        """Greedy-decode ``sources``; per sentence (source labels, hypothesis labels, weights (T, S)
+        as numpy, hypothesis text)."""
+        hp = self.hparams
+        was_training = self.training
+        self.eval()
+        try:
+            batch = self.encode_sources(sources)
+            hyp = greedy_decode(
+                self.model,
+                batch["src"],
+                batch["src_lengths"],
+                batch["src_mask"],
+                max_len_a=hp.max_len_a,
+                max_len_b=hp.max_len_b,
+                max_len=int(hp.max_decode_len),
+            )
+        finally:
+            self.train(was_training)
+        texts = self.ids_to_text(hyp.tokens)
+        specials = {hp.eos_id: "</s>", hp.pad_id: "<pad>", hp.bos_id: "<s>"}
+        out = []
+        for i, text in enumerate(texts):
+            n_src, n_hyp = int(batch["src_lengths"][i]), int(hyp.lengths[i])
+            src_labels = token_labels(self.src_tokenizer, batch["src"][i, :n_src].tolist(), specials)
+            hyp_labels = token_labels(self.tgt_tokenizer, hyp.tokens[i, :n_hyp].tolist(), specials)
+            out.append((src_labels, hyp_labels, hyp.attention[i, :n_hyp, :n_src].float().cpu().numpy(), text))
+        return out
 
-        log_translation_media(self, wandb_loggers)
+    def _fixed_examples(self, n: int) -> list[tuple[str, str]]:
+        """The datamodule's fixed examples (same sentences every epoch), else the first validation samples."""
+        trainer = getattr(self, "_trainer", None)
+        fixed = getattr(getattr(trainer, "datamodule", None), "fixed_examples", None)
+        if callable(fixed):
+            return [(str(s), str(t)) for s, t in fixed(n)][:n]
+        return [(s, r) for s, r, _, _ in self.val_samples[:n]]
+
+    def media(self) -> dict[str, Any]:
+        """Alignment heat maps of the fixed examples (``val/alignment_<k>``) and a table of validation
+        samples (``val/samples``)."""
+        payload: dict[str, Any] = {}
+        examples = self._fixed_examples(int(self.hparams.n_media_examples))
+        if examples:
+            aligned = self.alignments([s for s, _ in examples])
+            payload.update(alignment_images(examples, aligned, self.current_epoch))
+        if self.val_samples:
+            payload["val/samples"] = samples_table(self.val_samples, self.current_epoch)
+        return payload
 
     # ------------------------------------------------------------------ optimisation
     def compile_targets(self) -> dict[str, nn.Module]:
         """What ``compile.enabled=true`` compiles: the modules every decoder step calls. The whole
         model would be re-traced for every target length, since its decoder loop runs in Python."""
         decoder = self.model.decoder
-        return {"decoder.attention": decoder.attention, "decoder.cells": decoder.cells,
-                "decoder.combine": decoder.combine, "decoder.out": decoder.out}
-
-    def configure_optimizers(self) -> Any:
-        return configure_from_hparams(self.hparams, self.parameters(), self.trainer, "TranslationTask")
+        return {
+            "decoder.attention": decoder.attention,
+            "decoder.cells": decoder.cells,
+            "decoder.combine": decoder.combine,
+            "decoder.out": decoder.out,
+        }

@@ -1,6 +1,11 @@
-"""Batched beam search for :class:`attnlab.models.seq2seq.Seq2Seq`.
+"""Decoding for :class:`attnlab.models.seq2seq.Seq2Seq`: hypotheses, greedy search and batched beam search.
 
-Every sentence of the batch and every beam are decoded together as one (B*K) batch;
+The settings (beam size, length penalty, length budget, hard cap) have no defaults here: they come
+from the model config (``conf/model/seq2seq_attn.yaml``) through the translation task, so they are
+written in one place. Decoding needs only what :class:`StepModel` names, so this module imports
+nothing from ``seq2seq`` (which imports :data:`NEG_INF` from here: one way).
+
+Beam search decodes every sentence of the batch and every beam together as one (B*K) batch;
 there is no Python loop over sentences, only over output positions.
 
 Algorithm (close to fairseq's):
@@ -20,20 +25,149 @@ greedy decoding.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from attnlab.models.seq2seq import Hypotheses, Seq2Seq
+__all__ = [
+    "LENGTH_PENALTY_KINDS",
+    "NEG_INF",
+    "Hypotheses",
+    "StepModel",
+    "beam_search",
+    "decode",
+    "decode_budget",
+    "greedy_decode",
+    "length_penalty_factor",
+]
 
-__all__ = ["LENGTH_PENALTY_KINDS", "beam_search", "length_penalty_factor"]
-
+# A finite "minus infinity": -inf would give NaN in (-inf) - (-inf) during beam bookkeeping.
+NEG_INF = -1e9
 LENGTH_PENALTY_KINDS = ("gnmt", "average", "none")
 
 
-def length_penalty_factor(lengths: Tensor, alpha: float, kind: str = "gnmt") -> Tensor:
+@dataclass
+class Hypotheses:
+    """Decoded output for a batch.
+
+    Attributes:
+        tokens: (B, Tmax) token ids, ``eos`` included when produced, ``pad`` after it.
+        lengths: (B,) number of tokens in ``tokens`` (eos included when produced).
+        scores: (B,) total log-probability of each hypothesis (no length penalty).
+        attention: (B, Tmax, S) attention weights of each produced token (zeros at padding).
+    """
+
+    tokens: Tensor
+    lengths: Tensor
+    scores: Tensor
+    attention: Tensor
+
+
+class StepModel(Protocol):
+    """What decoding needs of a model (:class:`attnlab.models.seq2seq.Seq2Seq` has it).
+
+    ``encode`` returns the memory and the first decoder state, both with ``index_select(rows)``;
+    ``step_log_probs`` maps the previous tokens (N,) to log-probs (N, V), the next state and the
+    attention weights (N, S).
+    """
+
+    pad_id: int
+    bos_id: int
+    eos_id: int
+
+    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor | None = None) -> tuple[Any, Any]: ...
+
+    def step_log_probs(self, tokens: Tensor, state: Any, memory: Any) -> tuple[Tensor, Any, Tensor]: ...
+
+
+def decode_budget(src_lengths: Tensor, max_len_a: float, max_len_b: int, max_len: int) -> Tensor:
+    """Per-sentence output budget ``a * src_len + b`` (B,), at least 1 and at most ``max_len``:
+    the hard cap keeps one very long source from making a whole batch decode for minutes."""
+    if max_len < 1:
+        raise ValueError(f"max_len (the absolute decoding cap) must be >= 1, got {max_len}")
+    return (src_lengths.float() * max_len_a + max_len_b).clamp(min=1, max=max_len).long()
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: StepModel,
+    src: Tensor,
+    src_lengths: Tensor,
+    src_mask: Tensor | None = None,
+    *,
+    max_len_a: float,
+    max_len_b: int,
+    max_len: int,
+) -> Hypotheses:
+    """Greedy decoding, vectorised over the batch.
+
+    Args:
+        model: the seq2seq model (its ``encode`` / ``step_log_probs`` are used).
+        src: (B, S), src_lengths: (B,), src_mask: (B, S) optional.
+        max_len_a, max_len_b, max_len: a sentence stops after ``min(a * src_len + b, max_len)`` tokens.
+
+    Returns:
+        :class:`Hypotheses` with tokens (B, T'), lengths, scores (sum of log-probs), attention (B, T', S).
+    """
+    memory, state = model.encode(src, src_lengths, src_mask)
+    b = src.size(0)
+    limits = decode_budget(src_lengths, max_len_a, max_len_b, max_len)
+    prev = src.new_full((b,), model.bos_id)
+    done = torch.zeros(b, dtype=torch.bool, device=src.device)
+    lengths = torch.zeros(b, dtype=torch.long, device=src.device)
+    scores = torch.zeros(b, device=src.device)
+    tokens: list[Tensor] = []
+    attn: list[Tensor] = []
+    for t in range(int(limits.max())):
+        logp, state, weights = model.step_log_probs(prev, state, memory)
+        best_lp, tok = logp.max(dim=-1)
+        tok = tok.masked_fill(done, model.pad_id)
+        scores = scores + best_lp.masked_fill(done, 0.0)
+        lengths = lengths + (~done).long()
+        tokens.append(tok)
+        attn.append(weights.masked_fill(done[:, None], 0.0))
+        done = done | (tok == model.eos_id) | (t + 1 >= limits)
+        prev = tok
+        if bool(done.all()):
+            break
+    return Hypotheses(torch.stack(tokens, 1), lengths, scores, torch.stack(attn, 1))
+
+
+def decode(
+    model: StepModel,
+    src: Tensor,
+    src_lengths: Tensor,
+    src_mask: Tensor | None = None,
+    *,
+    beam_size: int,
+    length_penalty: float,
+    length_penalty_kind: str,
+    max_len_a: float,
+    max_len_b: int,
+    max_len: int,
+) -> Hypotheses:
+    """Greedy decoding when ``beam_size <= 1`` (the penalty does not matter then), else beam search."""
+    if beam_size <= 1:
+        return greedy_decode(
+            model, src, src_lengths, src_mask, max_len_a=max_len_a, max_len_b=max_len_b, max_len=max_len
+        )
+    return beam_search(
+        model,
+        src,
+        src_lengths,
+        src_mask,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        length_penalty_kind=length_penalty_kind,
+        max_len_a=max_len_a,
+        max_len_b=max_len_b,
+        max_len=max_len,
+    )
+
+
+def length_penalty_factor(lengths: Tensor, alpha: float, kind: str) -> Tensor:
     """Divisor of a hypothesis' log-probability, per length.
 
     Args:
@@ -56,18 +190,21 @@ def length_penalty_factor(lengths: Tensor, alpha: float, kind: str = "gnmt") -> 
     raise ValueError(f"unknown length_penalty_kind {kind!r}; expected one of {LENGTH_PENALTY_KINDS}")
 
 
+# The four phases of a step (numbered in the body) share a dozen per-step tensors; split, they would only pass them on.
+# long: one loop over output positions, with its set-up
 @torch.no_grad()
 def beam_search(
-    model: Seq2Seq,
+    model: StepModel,
     src: Tensor,
     src_lengths: Tensor,
     src_mask: Tensor | None = None,
-    beam_size: int = 5,
-    length_penalty: float = 0.6,
-    length_penalty_kind: str = "gnmt",
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    max_len: int | None = None,
+    *,
+    beam_size: int,
+    length_penalty: float,
+    length_penalty_kind: str,
+    max_len_a: float,
+    max_len_b: int,
+    max_len: int,
 ) -> Hypotheses:
     """Decode a batch with beam search.
 
@@ -78,15 +215,13 @@ def beam_search(
         length_penalty: alpha >= 0 of :func:`length_penalty_factor`.
         length_penalty_kind: ``gnmt``, ``average`` or ``none``.
         max_len_a, max_len_b, max_len: each sentence may produce at most ``min(a * src_len + b, max_len)``
-            tokens (``max_len`` None: the model's default cap, ``seq2seq.MAX_DECODE_LEN``).
+            tokens.
 
     Returns:
         :class:`Hypotheses` of the best hypothesis per sentence: tokens (B, T') (eos included when
         produced, pad after), lengths (B,), scores (B,) raw total log-probs (no penalty) and
         attention (B, T', S).
     """
-    from attnlab.models.seq2seq import MAX_DECODE_LEN, NEG_INF, Hypotheses
-
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if length_penalty < 0:
@@ -98,7 +233,7 @@ def beam_search(
     b, s = src.shape
     k = beam_size
     dev = src.device
-    limits = model.max_lengths(src_lengths, max_len_a, max_len_b, MAX_DECODE_LEN if max_len is None else max_len)
+    limits = decode_budget(src_lengths, max_len_a, max_len_b, max_len)
     max_steps = int(limits.max())
     bound_lp = length_penalty_factor(limits, length_penalty, length_penalty_kind)  # (B,)
     lp_steps = length_penalty_factor(torch.arange(1, max_steps + 1), length_penalty, length_penalty_kind).tolist()
@@ -210,8 +345,13 @@ class _Finished:
     @classmethod
     def empty(cls, n: int, device: torch.device) -> _Finished:
         zeros = torch.zeros(n, dtype=torch.long, device=device)
-        return cls(torch.full((n,), float("-inf"), device=device), torch.zeros(n, device=device),
-                   zeros, zeros.clone(), torch.zeros(n, dtype=torch.bool, device=device))
+        return cls(
+            torch.full((n,), float("-inf"), device=device),
+            torch.zeros(n, device=device),
+            zeros,
+            zeros.clone(),
+            torch.zeros(n, dtype=torch.bool, device=device),
+        )
 
     def update(self, improve: Tensor, norm: Tensor, raw: Tensor, end: int, beam: Tensor, eos: bool) -> None:
         """Replace the rows where ``improve`` (n,) with a new hypothesis."""
@@ -230,8 +370,9 @@ class _Finished:
             getattr(self, name)[where] = getattr(other, name)[rows]
 
 
-def _backtrack(best: _Finished, tok_hist: Tensor, from_hist: Tensor, attn_hist: Tensor, eos_id: int,
-               pad_id: int) -> Hypotheses:
+def _backtrack(
+    best: _Finished, tok_hist: Tensor, from_hist: Tensor, attn_hist: Tensor, eos_id: int, pad_id: int
+) -> Hypotheses:
     """Rebuild each sentence's chosen hypothesis from the step histories.
 
     Args:
@@ -241,8 +382,6 @@ def _backtrack(best: _Finished, tok_hist: Tensor, from_hist: Tensor, attn_hist: 
         tok_hist, from_hist: (T, B, K) chosen tokens per step and the beam of the step before each came from.
         attn_hist: (T, B, K, S) attention of each beam at each step, indexed by the beam it extended.
     """
-    from attnlab.models.seq2seq import Hypotheses
-
     n_steps, b, _, s = attn_hist.shape
     end, beam, eos = best.end, best.beam, best.eos
     lengths = end + eos.long()
