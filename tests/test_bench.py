@@ -144,8 +144,9 @@ def test_throughput_flop_count_tiny(tiny: BenchSettings) -> None:
 
 def test_evaluation_section_tiny(tiny: BenchSettings, tmp_path: Path) -> None:
     from benchmarks import evaluation
+    from benchmarks.generated import scored_detections
 
-    gt, per_image = evaluation.make_synthetic(5, n_categories=3, seed=1)
+    gt, per_image = scored_detections(5, n_categories=3, seed=1)
     assert len(gt["images"]) == 5 and len(per_image) == 5 and gt["annotations"]
     result = evaluation.run(tiny)
     _check_section(result, "evaluation", tmp_path)
