@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.child import run_child
@@ -76,6 +77,7 @@ def _step(case: dict[str, Any], impl: str, query: Any, keys: Any, grad: Any) -> 
     from attnlab.attention import build_attention
 
     device = case.get("device", "cpu")
+    module: torch.nn.Module
     if impl == "torch_mha":
         module = torch.nn.MultiheadAttention(case["D"], NUM_HEADS, batch_first=True)
     else:
@@ -109,12 +111,14 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         torch.randn(case["B"], t, case["D"], device=device, requires_grad=True) for t in (case["Tq"], case["Tk"])
     )
     grad = torch.randn(case["B"], case["Tq"], case["D"], device=device)
+
+    def once(step: Callable[[], None]) -> float:
+        return time_repeats(step, 1, warmup=0, device=device)[0]
+
     if case["impl"] == "paired_mha":
         steps = {impl: _step(case, impl, query, keys, grad) for impl in ("attnlab", "torch_mha")}
-        once = {impl: lambda _, fn=fn: time_repeats(fn, 1, warmup=0, device=device)[0] for impl, fn in steps.items()}
-        times = {
-            k: v[case["warmup"] :] for k, v in interleave(case["warmup"] + case["repeats"], once, abba=True).items()
-        }
+        pairs = interleave(case["warmup"] + case["repeats"], steps, lambda impl, _: once(steps[impl]), abba=True)
+        times = {impl: seconds[case["warmup"] :] for impl, seconds in pairs.items()}
         ratios = [a / c for a, c in zip(times["attnlab"], times["torch_mha"])]
         out.update(seconds=times["attnlab"], seconds_torch=times["torch_mha"], ratios=ratios)
     else:

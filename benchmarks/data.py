@@ -98,11 +98,16 @@ def _add_step_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
 
     def measure(name: str, i: int) -> float:
         cache = f"paths.cache_dir={(scratch / f'cache_{name}').as_posix()}"
-        args = {"threads": settings.num_threads(), "seed": settings.seed, "steps": steps, "warmup": warmup}
+        args: dict[str, Any] = {
+            "threads": settings.num_threads(),
+            "seed": settings.seed,
+            "steps": steps,
+            "warmup": warmup,
+        }
         args |= {"scratch": str(scratch / f"{name}_{i}"), "overrides": [*overrides, cache]}
         return run_child("benchmarks.data:measure_steps", args, timeout=1800, env=envs[name])["steps_per_s"]
 
-    samples = interleave(repeats, {name: lambda i, name=name: measure(name, i) for name in envs})
+    samples = interleave(repeats, envs, measure)
     sec["figures"].append(figure("default translation corpus: training steps/s (this code)", samples["new"], "steps/s"))
     if rev:
         ratios = [a / b for a, b in zip(samples["new"], samples["baseline"])]

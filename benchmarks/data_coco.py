@@ -91,7 +91,7 @@ def measure_case(args: dict[str, Any]) -> dict[str, Any]:
     base, start, out = memory("VmRSS"), time.perf_counter(), {}
     if args["case"] == "pycocotools":
         with contextlib.redirect_stdout(io.StringIO()):
-            COCO(str(Path(args["root"]) / _SPLITS["train"]["annotations"]))
+            COCO(str(Path(args["root"]) / "annotations" / "instances_train.json"))
     elif args["case"] == "setup":
         _datamodule(args).setup("fit")
     else:
@@ -103,7 +103,7 @@ def measure_case(args: dict[str, Any]) -> dict[str, Any]:
             loader = iter(dm.train_dataloader())
             for _ in range(args["batches"]):
                 next(loader)
-            pids = [os.getpid()] + [p.pid for p in multiprocessing.active_children()]
+            pids = [os.getpid(), *(p.pid for p in multiprocessing.active_children() if p.pid is not None)]
             pss = {"pss": _rollup(pids, "Pss"), "pss_anon": _rollup(pids, "Pss_Anon"), "footprint": _footprint(pids)}
             out[f"workers_{workers}"] = pss | {"processes": len(pids)}
             del loader
@@ -111,14 +111,12 @@ def measure_case(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _setup_figures(settings: BenchSettings, sec: dict[str, Any], root: Path, repeats: int) -> None:
-    def case(name: str) -> Any:  # a fresh cache for every repeat's first setup
-        def measure(r: int) -> dict[str, Any]:
-            args = {"case": name, "root": str(root), "cache": str(settings.scratch(f"coco_cache_{r}"))}
-            return run_child("benchmarks.data_coco:measure_case", args, 1800)
+    def measure(name: str, r: int) -> dict[str, Any]:  # a fresh cache for every repeat's first setup
+        case = "pycocotools" if name == "coco" else "setup"
+        args = {"case": case, "root": str(root), "cache": str(settings.scratch(f"coco_cache_{r}"))}
+        return run_child("benchmarks.data_coco:measure_case", args, 1800)
 
-        return measure
-
-    runs = interleave(repeats, {"coco": case("pycocotools"), "first": case("setup"), "warm": case("setup")})
+    runs = interleave(repeats, ("coco", "first", "warm"), measure)
     coco, first, warm = runs["coco"], runs["first"], runs["warm"]
     rss = "peak RSS above imports"
     sec["figures"] += [
@@ -171,13 +169,11 @@ def _steps_figures(settings: BenchSettings, sec: dict[str, Any]) -> None:
     """Default detection config, steps/s with 0 and 2 DataLoader workers (interleaved)."""
     steps, warmup, repeats = settings.pick((40, 8, 3), (25, 5, 2), (6, 2, 1))
 
-    def rate(workers: int) -> Any:
-        overrides = [f"++data.num_workers={workers}"]
-        return lambda _: (
-            run_lightning(job_for(settings, "detection", "steps", overrides), steps, warmup).steps_per_second
-        )
+    def rate(workers: str, _: int) -> float:
+        job = job_for(settings, "detection", "steps", [f"++data.num_workers={workers}"])
+        return run_lightning(job, steps, warmup).steps_per_second
 
-    rates = interleave(repeats, {"0": rate(0), "2": rate(2)})
+    rates = interleave(repeats, ("0", "2"), rate)
     for workers, values in rates.items():
         sec["figures"].append(
             figure(f"detection training steps/s, default config, {workers} workers", values, "steps/s")

@@ -70,7 +70,7 @@ def _real_images(folder: Path, rng: np.random.Generator) -> list[tuple[str, int,
     out = []
     for k, (w, h) in enumerate(_REAL_SIZES):
         small = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
-        img = Image.fromarray(small, "RGB").resize((w, h), Image.BILINEAR)
+        img = Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BILINEAR)
         draw = ImageDraw.Draw(img)
         for _ in range(5):
             x0, y0 = int(rng.integers(0, w - 60)), int(rng.integers(0, h - 60))
@@ -157,7 +157,9 @@ def scored_detections(n_images: int, n_categories: int = 10, seed: int = 0) -> t
         wh = rng.uniform(8, 200, (n, 2))
         return np.concatenate([rng.uniform(0, 1, (n, 2)) * (np.array([640, 480]) - wh), wh], 1)
 
-    images, annotations, per_image = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    per_image: list[dict[str, Any]] = []
     for image_id in range(1, n_images + 1):
         truth, fp = boxes(int(rng.integers(1, 13))), boxes(int(rng.integers(0, 9)))
         cats = rng.integers(1, n_categories + 1, len(truth))

@@ -31,6 +31,16 @@ _TINY = {
 }
 
 
+#: Trainer arguments that leave training steps (and the task's own ``self.log``) alone to time.
+TIMING_ONLY: dict[str, Any] = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "min_epochs": None,
+}
+TIMING_ONLY |= {"enable_model_summary": False, "num_sanity_val_steps": 0, "fast_dev_run": False}
+
+
 def tiny_overrides(task: str, workdir: Path) -> list[str]:
     """A task's default config made tiny (tests); detection data generated under ``workdir``."""
     return [f"++{o}" for o in _TINY[task].format(root=(Path(workdir) / "tiny_shapes").as_posix()).split()]
@@ -207,21 +217,9 @@ def run_lightning(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
 
     model = job.build_task()
     with quiet_lightning():
+        bounds = {"max_steps": steps, "max_epochs": -1, "limit_train_batches": 1.0, "limit_val_batches": 0}
         trainer = build_trainer(
-            job.cfg,
-            logger=False,
-            callbacks=[StepClock()],
-            max_steps=steps,
-            max_epochs=-1,
-            min_epochs=None,
-            limit_train_batches=1.0,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=str(job.scratch),
-            fast_dev_run=False,
+            job.cfg, **TIMING_ONLY, **bounds, callbacks=[StepClock()], default_root_dir=str(job.scratch)
         )
         pl.seed_everything(job.seed + 1, workers=True, verbose=False)  # same RNG at batch 1 as the plain loop
         t0[0] = time.perf_counter()
@@ -247,8 +245,8 @@ def run_plain(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
     scheduler = config.get("lr_scheduler", {}) if isinstance(config, dict) else {}
     clip, params = job.cfg.trainer.get("gradient_clip_val"), [p for p in model.parameters() if p.requires_grad]
     loader = job.datamodule.train_dataloader()
-    samplers = (loader.sampler, loader.batch_sampler, getattr(loader.batch_sampler, "sampler", 0))
-    samplers = list({id(s): s for s in samplers if callable(getattr(s, "set_epoch", None))}.values())
+    found: tuple[Any, ...] = (loader.sampler, loader.batch_sampler, getattr(loader.batch_sampler, "sampler", None))
+    samplers = list({id(s): s for s in found if callable(getattr(s, "set_epoch", None))}.values())
     pl.seed_everything(job.seed + 1, workers=True, verbose=False)
     t0 = time.perf_counter()
     with quiet_lightning():

@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -78,13 +78,16 @@ def time_repeats(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: A
     return samples
 
 
-def interleave(repeats: int, runs: Mapping[str, Callable[[int], T]], abba: bool = False) -> dict[str, list[T]]:
-    """``repeats`` rounds calling each of ``runs`` once (with the round's index), in order -- reversed every other
-    round with ``abba`` -- so that a drifting load hits all of them alike. Results per name, in round order."""
-    out: dict[str, list[T]] = {name: [] for name in runs}
+def interleave(
+    repeats: int, names: Iterable[str], measure: Callable[[str, int], T], abba: bool = False
+) -> dict[str, list[T]]:
+    """``repeats`` rounds of ``measure(name, round)`` for each name in order -- reversed every other round with
+    ``abba`` -- so that a drifting load hits all of them alike. Results per name, in round order."""
+    order = list(names)
+    out: dict[str, list[T]] = {name: [] for name in order}
     for i in range(repeats):
-        for name in list(runs)[:: -1 if abba and i % 2 else 1]:
-            out[name].append(runs[name](i))
+        for name in order[:: -1 if abba and i % 2 else 1]:
+            out[name].append(measure(name, i))
     return out
 
 

@@ -26,7 +26,7 @@ def compare_task(settings: BenchSettings, task: str, overrides: list[str] | None
         extra.append("trainer.precision=32-true")
     job = job_for(settings, task, f"overhead_{task}", extra)
     loops = {"lightning": run_lightning, "plain": run_plain}
-    runs = interleave(repeats, {name: lambda _, loop=loop: loop(job, steps, warmup) for name, loop in loops.items()})
+    runs = interleave(repeats, loops, lambda name, _: loops[name](job, steps, warmup))
     lightning, plain = runs["lightning"], runs["plain"]
     a, b = [r.steps_per_second for r in lightning], [r.steps_per_second for r in plain]
     ratios = [x / y for x, y in zip(a, b)]

@@ -8,7 +8,7 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.harness import TrainingJob, job_for, quiet_lightning, tiny_overrides
+from benchmarks.harness import TIMING_ONLY, TrainingJob, job_for, quiet_lightning, tiny_overrides
 from benchmarks.machine import interleave
 from benchmarks.report import figure, target, timed
 from benchmarks.settings import BenchSettings
@@ -51,19 +51,10 @@ def time_to_quality(job: TrainingJob, metric: str, threshold: float, every: int)
 
     clock, model = Clock(), job.build_task()
     with quiet_lightning():
+        every_n = {"val_check_interval": every, "check_val_every_n_epoch": None}
+        # min_epochs/min_steps None: else should_stop waits for a whole epoch
         trainer = build_trainer(
-            job.cfg,
-            logger=False,
-            callbacks=[clock],
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            min_epochs=None,  # else should_stop waits for a whole epoch
-            min_steps=None,
-            val_check_interval=every,
-            check_val_every_n_epoch=None,
-            default_root_dir=str(job.scratch),
+            job.cfg, **TIMING_ONLY, **every_n, callbacks=[clock], min_steps=None, default_root_dir=str(job.scratch)
         )
         trainer.fit(model, datamodule=job.datamodule)
     seconds, steps = clock.reached or (math.nan, trainer.global_step)
@@ -106,7 +97,7 @@ def _measure(settings: BenchSettings, task: str, result: dict[str, Any]) -> None
         job = job_for(settings, task, f"quality_{task}_{variant}_{i}", base + VARIANTS[variant])
         return time_to_quality(job, metric, threshold, every_n)
 
-    runs = interleave(settings.pick(2, 1, 1), {v: lambda i, v=v: train(v, i) for v in VARIANTS}, abba=True)
+    runs = interleave(settings.pick(2, 1, 1), VARIANTS, train, abba=True)
     _task_figures(task, runs, metric, threshold, result)
     overrides = (tiny_overrides(task, settings.workdir) if settings.tiny else []) + base
     result["details"][task] = {"metric": metric, "threshold": threshold, "validate_every": every_n, "runs": runs}

@@ -29,7 +29,8 @@ class FirstStepTimer(Callback):
 
     def __init__(self, path: str, exit_after: bool = True) -> None:
         super().__init__()
-        self.path, self.exit_after, self.start = str(path), bool(exit_after), None
+        self.path, self.exit_after = str(path), bool(exit_after)
+        self.start: float | None = None
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self.start = self.start or time.time()

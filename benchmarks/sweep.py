@@ -47,7 +47,7 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
             raise RuntimeError(f"{launcher} sweep failed (jobs {statuses}): {error}")
         return seconds
 
-    times = interleave(settings.pick(3, 1, 1), {name: lambda i, name=name: sweep(name, i) for name in LAUNCHERS})
+    times = interleave(settings.pick(3, 1, 1), LAUNCHERS, sweep)
     ratios = [j / b for j, b in zip(times["joblib"], times["basic"])]
     result["figures"] += [
         figure("2 jobs one after the other (basic launcher)", times["basic"], "s"),

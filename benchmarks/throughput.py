@@ -78,7 +78,7 @@ def _measure_task(settings: BenchSettings, task: str, peaks: dict[str, float], r
     )
     names = [v for v in VARIANTS if v not in skip]
     jobs = {v: job_for(settings, task, f"throughput_{task}_{v.replace('+', '_')}", VARIANTS[v]) for v in names}
-    runs = interleave(repeats, {v: lambda _, job=job: run_lightning(job, steps, warmup) for v, job in jobs.items()})
+    runs = interleave(repeats, names, lambda v, _: run_lightning(jobs[v], steps, warmup))
     flops, flop_tokens, flop_items = count_step_flops(jobs["fp32"], settings.pick(3, 1, 1))
     unit, per = (
         ("tokens/s", flops / max(flop_tokens, 1)) if task == "translation" else ("images/s", flops / max(flop_items, 1))
@@ -112,7 +112,13 @@ def _measure_task(settings: BenchSettings, task: str, peaks: dict[str, float], r
         target(f"{task}: bf16-mixed / fp32 training steps/s", ">=", goal, statistics.median(speedup), "x")
     )
     run_steps = int(jobs["fp32"].cfg.trainer.max_epochs) * len(jobs["fp32"].datamodule.train_dataloader())
-    details = {"steps": steps, "warmup": warmup, "repeats": repeats, "flops_per_step": flops, "flops_per_unit": per}
+    details: dict[str, Any] = {
+        "steps": steps,
+        "warmup": warmup,
+        "repeats": repeats,
+        "flops_per_step": flops,
+        "flops_per_unit": per,
+    }
     details |= {
         "default_run_steps": run_steps,
         "first_seconds": {v: [r.first_seconds for r in rs] for v, rs in runs.items()},
