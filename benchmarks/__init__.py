@@ -8,5 +8,13 @@ from __future__ import annotations
 
 #: Section keys in the order they run and are reported.
 SECTIONS: tuple[str, ...] = (
-    "overhead", "attention", "throughput", "decoding", "evaluation", "startup", "sweep", "quality", "data",
+    "overhead",
+    "attention",
+    "throughput",
+    "decoding",
+    "evaluation",
+    "startup",
+    "sweep",
+    "quality",
+    "data",
 )

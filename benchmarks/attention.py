@@ -1,26 +1,16 @@
-"""Section 2: the attention block -- every kind, forward + backward, time and peak memory.
-
-Each case runs in its own child of a ``multiprocessing`` forkserver that imported torch and
-``attnlab.attention`` but computed nothing (forking a process whose OpenMP pool has run, like the
-benchmark itself, deadlocks the child). The child reads ``ru_maxrss`` after the imports (the
-baseline) and after the case: the difference is the case's peak (CUDA: ``max_memory_allocated``).
-A step: ``attn(query, keys, need_weights=False)`` (values = keys, the training path) and backward
-of a fixed gradient; bf16 autocast on CUDA. Also: naive additive (one ``(B, Tq, Tk, H)`` tile, where
-its ~4 float32 copies fit in 8 GiB), and ``multihead`` vs ``torch.nn.MultiheadAttention`` in one
-child, ABBA-interleaved pairs.
-"""
+"""Section 2: the attention block -- every kind, forward + backward, time and peak memory, each case in a fresh
+process (its peak: memory above its after-imports baseline; CUDA: ``max_memory_allocated``); naive additive where it
+fits in 8 GiB; ``multihead`` vs ``torch.nn.MultiheadAttention`` in ABBA pairs."""
 
 from __future__ import annotations
 
 import math
-import multiprocessing
-import resource
 import statistics
-import sys
-import time
+from collections.abc import Callable
 from typing import Any
 
-from benchmarks.report import figure, section, target
+from benchmarks.child import run_child
+from benchmarks.report import figure, target, timed
 from benchmarks.settings import BenchSettings
 
 TITLE = "2. Attention block (forward + backward)"
@@ -46,29 +36,38 @@ def cases_for(settings: BenchSettings) -> tuple[list[dict[str, Any]], list[str]]
     """The cases of this mode, and notes on what was skipped."""
     from attnlab.attention import ATTENTION_KINDS
 
-    sizes = [(4, 6, 6, 16), (1, 64, 64, 16)] if settings.tiny else \
-        [(64, 30, 30, 256), (2, 1024, 1024, 256), (1, 4096, 4096, 128)]
+    sizes = (
+        [(4, 6, 6, 16), (1, 64, 64, 16)]
+        if settings.tiny
+        else [(64, 30, 30, 256), (2, 1024, 1024, 256), (1, 4096, 4096, 128)]
+    )
     # (warm-up, repeats) by size tier, for the fast kinds and for additive (slow at 4096^2).
-    fast = {"full": [(2, 10), (1, 5), (1, 3)], "quick": [(1, 5), (1, 3), (1, 2)], "tiny": [(1, 1)] * 3}[settings.mode]
-    slow = {"full": [(2, 10), (1, 3), (1, 2)], "quick": [(1, 5), (1, 2), (0, 1)], "tiny": [(1, 1)] * 3}[settings.mode]
+    fast = settings.pick([(2, 10), (1, 5), (1, 3)], [(1, 5), (1, 3), (1, 2)], [(1, 1)] * 3)
+    slow = settings.pick([(2, 10), (1, 3), (1, 2)], [(1, 5), (1, 2), (0, 1)], [(1, 1)] * 3)
     notes: list[str] = []
     cases: list[dict[str, Any]] = []
     for b, tq, tk, d in sizes:
         tier, size = (tq * tk >= 1024**2) + (tq * tk >= 4096**2), {"B": b, "Tq": tq, "Tk": tk, "D": d}
-        for kind in ATTENTION_KINDS:
-            w, r = (slow if kind == "additive" else fast)[tier]
-            cases.append({"name": kind, "impl": "attnlab", "kind": kind, **size, "warmup": w, "repeats": r})
+
+        def case(name: str, impl: str, kind: str, timing: tuple[int, int], **extra: Any) -> dict[str, Any]:
+            return {
+                "name": name,
+                "impl": impl,
+                "kind": kind,
+                **extra,
+                **size,
+                "warmup": timing[0],
+                "repeats": timing[1],
+            }
+
+        cases += [case(kind, "attnlab", kind, (slow if kind == "additive" else fast)[tier]) for kind in ATTENTION_KINDS]
         if naive_bytes(b, tq, tk) <= NAIVE_LIMIT_BYTES:
-            w, r = slow[tier]
-            cases.append({"name": "additive naive", "impl": "attnlab", "kind": "additive", "naive": True, **size,
-                          "warmup": w, "repeats": r})
+            cases.append(case("additive naive", "attnlab", "additive", slow[tier], naive=True))
         else:
             notes.append(f"naive additive skipped at {(b, tq, tk, d)}: ~{naive_bytes(b, tq, tk) / 2**30:.0f} GiB")
-        w, r = fast[tier]
-        cases += [{"name": "torch.nn.MultiheadAttention", "impl": "torch_mha", "kind": "multihead", **size,
-                   "warmup": w, "repeats": r},
-                  {"name": "multihead vs torch.nn.MultiheadAttention (paired)", "impl": "paired_mha",
-                   "kind": "multihead", **size, "warmup": 1, "repeats": 2 if settings.tiny else 9}]
+        cases.append(case("torch.nn.MultiheadAttention", "torch_mha", "multihead", fast[tier]))
+        paired = (1, 2 if settings.tiny else 9)
+        cases.append(case("multihead vs torch.nn.MultiheadAttention (paired)", "paired_mha", "multihead", paired))
     return cases, notes
 
 
@@ -78,12 +77,13 @@ def _step(case: dict[str, Any], impl: str, query: Any, keys: Any, grad: Any) -> 
     from attnlab.attention import build_attention
 
     device = case.get("device", "cpu")
+    module: torch.nn.Module
     if impl == "torch_mha":
         module = torch.nn.MultiheadAttention(case["D"], NUM_HEADS, batch_first=True)
     else:
         chunk = {"chunk_size": case["Tq"]} if case.get("naive") else {}  # one tile: the plain computation
-        module = build_attention(case["kind"], query_dim=case["D"], key_dim=case["D"], hidden_dim=HIDDEN_DIM,
-                                 num_heads=NUM_HEADS, **chunk)
+        dims = {"query_dim": case["D"], "key_dim": case["D"], "hidden_dim": HIDDEN_DIM, "num_heads": NUM_HEADS}
+        module = build_attention(case["kind"], **dims, **chunk)
     module = module.to(device).train()
 
     def step() -> None:
@@ -96,76 +96,54 @@ def _step(case: dict[str, Any], impl: str, query: Any, keys: Any, grad: Any) -> 
     return step
 
 
-def _maxrss() -> int:
-    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(value if sys.platform == "darwin" else value * 1024)  # macOS bytes, Linux KiB
-
-
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """One case in THIS process (a fresh child): seconds per step and peak memory."""
     import torch
 
-    from benchmarks.machine import time_repeats
+    import attnlab.attention  # noqa: F401 - part of the import baseline
+    from benchmarks.machine import interleave, memory, time_repeats
 
     device = case.get("device", "cpu")
     torch.set_num_threads(int(case.get("threads") or torch.get_num_threads()))
-    out: dict[str, Any] = {"baseline_rss_bytes": _maxrss()}
+    out: dict[str, Any] = {"baseline_rss_bytes": memory("VmHWM")}
     torch.manual_seed(0)
-    query, keys = (torch.randn(case["B"], t, case["D"], device=device, requires_grad=True) for t in (case["Tq"],
-                                                                                                 case["Tk"]))
+    query, keys = (
+        torch.randn(case["B"], t, case["D"], device=device, requires_grad=True) for t in (case["Tq"], case["Tk"])
+    )
     grad = torch.randn(case["B"], case["Tq"], case["D"], device=device)
+
+    def once(step: Callable[[], None]) -> float:
+        return time_repeats(step, 1, warmup=0, device=device)[0]
+
     if case["impl"] == "paired_mha":
-        fns = [_step(case, impl, query, keys, grad) for impl in ("attnlab", "torch_mha")]
-        times: list[list[float]] = [[], []]
-        for i in range(case["warmup"] + case["repeats"]):
-            for j in ((0, 1) if i % 2 == 0 else (1, 0)):  # ABBA: drifting load hits both alike
-                seconds = time_repeats(fns[j], 1, warmup=0, device=device)[0]
-                if i >= case["warmup"]:
-                    times[j].append(seconds)
-        out.update(seconds=times[0], seconds_torch=times[1], ratios=[a / c for a, c in zip(*times)])
+        steps = {impl: _step(case, impl, query, keys, grad) for impl in ("attnlab", "torch_mha")}
+        pairs = interleave(case["warmup"] + case["repeats"], steps, lambda impl, _: once(steps[impl]), abba=True)
+        times = {impl: seconds[case["warmup"] :] for impl, seconds in pairs.items()}
+        ratios = [a / c for a, c in zip(times["attnlab"], times["torch_mha"])]
+        out.update(seconds=times["attnlab"], seconds_torch=times["torch_mha"], ratios=ratios)
     else:
-        out["seconds"] = time_repeats(_step(case, case["impl"], query, keys, grad), case["repeats"],
-                                      case["warmup"], device)
-    out.update(peak_rss_bytes=_maxrss(), case_peak_bytes=max(0, _maxrss() - out["baseline_rss_bytes"]))
+        step = _step(case, case["impl"], query, keys, grad)
+        out["seconds"] = time_repeats(step, case["repeats"], case["warmup"], device)
+    out.update(peak_rss_bytes=memory("VmHWM"), case_peak_bytes=max(0, memory("VmHWM") - out["baseline_rss_bytes"]))
     if device == "cuda":
         out["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated())
     return out
 
 
-def _child(case: dict[str, Any], conn: Any) -> None:
-    try:
-        conn.send({"ok": True, **run_case(case)})
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-
-
 def run_isolated(cases: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
-    """Each case in its own forkserver child; a case that fails, dies or times out is reported."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "attnlab.attention", "benchmarks.attention"])
+    """Each case in its own process; a case that fails, dies (e.g. out of memory) or times out is reported."""
     results = []
     for case in cases:
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(case, send), daemon=True)
-        proc.start()
-        send.close()
         try:
-            got = receive.recv() if receive.poll(timeout) else None
-        except EOFError:  # the child died without answering
-            got = None
-        timed_out = got is None and proc.is_alive()
-        if timed_out:
-            proc.kill()
-        proc.join()
-        results.append(got or {"ok": False, "error": f"timed out after {timeout:.0f} s" if timed_out else
-                               f"child died (exit code {proc.exitcode}), e.g. out of memory"})
+            results.append({"ok": True, **run_child("benchmarks.attention:run_case", case, timeout)})
+        except RuntimeError as exc:
+            results.append({"ok": False, "error": str(exc)})
     return results
 
 
-def run(settings: BenchSettings) -> dict[str, Any]:
+@timed("attention", TITLE)
+def run(settings: BenchSettings, result: dict[str, Any]) -> None:
     """Every case in its own child; figures per case and the targets."""
-    started = time.perf_counter()
-    result = section("attention", TITLE)
     cases, notes = cases_for(settings)
     cases = [{**c, "device": settings.device, "threads": settings.num_threads()} for c in cases]
     largest = max(cases, key=lambda c: c["B"] * c["Tq"] * c["Tk"])
@@ -176,21 +154,21 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         if not out.get("ok"):
             result["notes"].append(f"{case['name']} {size}: {out.get('error')}")
         elif case["impl"] == "paired_mha":
-            r = out["ratios"]
-            result["figures"].append(figure(f"multihead / nn.MultiheadAttention time {size}", r, "ratio",
-                                            note=f"{len(r)} ABBA pairs in one process"))
-            result["targets"].append(target(
-                f"multihead / nn.MultiheadAttention time {size}", "<=", 1.0, median_lower_bound(r), "ratio",
-                note=f"lower ~95% bound of the median pair ratio (median {statistics.median(r):.3f}, "
-                     f"{min(r):.3f} .. {max(r):.3f}): met unless multihead is measurably slower"))
+            r, name = out["ratios"], f"multihead / nn.MultiheadAttention time {size}"
+            result["figures"].append(figure(name, r, "ratio", note=f"{len(r)} ABBA pairs in one process"))
+            spread = f"median {statistics.median(r):.3f}, {min(r):.3f} .. {max(r):.3f}"
+            why = f"lower ~95% bound of the median pair ratio ({spread}): met unless multihead is measurably slower"
+            result["targets"].append(target(name, "<=", 1.0, median_lower_bound(r), "ratio", note=why))
         else:
             peak = out.get("cuda_peak_bytes", out["case_peak_bytes"])
-            result["figures"] += [figure(f"{case['name']} {size} fwd+bwd", [s * 1e3 for s in out["seconds"]], "ms"),
-                                  figure(f"{case['name']} {size} peak memory over baseline", peak, "bytes")]
+            result["figures"] += [
+                figure(f"{case['name']} {size} fwd+bwd", [s * 1e3 for s in out["seconds"]], "ms"),
+                figure(f"{case['name']} {size} peak memory over baseline", peak, "bytes"),
+            ]
             if case["name"] == "additive" and all(case[k] == largest[k] for k in ("B", "Tq", "Tk", "D")):
                 additive_peak = float(peak)
-    result["targets"].insert(0, target(f"additive (chunked) peak at {largest['Tq']}x{largest['Tk']}", "<",
-                                       TARGET_ADDITIVE_PEAK_BYTES, additive_peak, "bytes"))
+    name = f"additive (chunked) peak at {largest['Tq']}x{largest['Tk']}"
+    result["targets"].insert(0, target(name, "<", TARGET_ADDITIVE_PEAK_BYTES, additive_peak, "bytes"))
     result["notes"] += notes + [
         f"Step = forward (need_weights=False) + backward; values = keys; additive hidden_dim={HIDDEN_DIM}, multihead "
         f"and nn.MultiheadAttention num_heads={NUM_HEADS}. 'additive' is the default (chunked, checkpointed tiles), "
@@ -200,5 +178,3 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         "so noise around parity (0.999 in one run, 1.04 in the next) cannot flip it.",
     ]
     result["details"]["cases"] = rows
-    result["seconds"] = time.perf_counter() - started
-    return result

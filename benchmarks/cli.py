@@ -41,18 +41,17 @@ def run_sections(settings: BenchSettings, sections: Sequence[str], out: Path, ar
     torch.set_num_threads(threads := settings.num_threads())
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
-    started = time.perf_counter()
-    report: dict[str, Any] = {
-        "schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mode": settings.mode, "argv": list(argv),
-        "machine": machine_info(settings.device), "sections": {},
-        "settings": {"device": settings.device, "threads": threads, "seed": settings.seed, "sections": list(sections)},
-    }
-    load = report["machine"]["load_average"][0]
-    if threads > 1 and load > 0.5 * report["machine"]["usable_cores"]:
+    started, machine = time.perf_counter(), machine_info(settings.device)
+    report: dict[str, Any] = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    report.update(mode=settings.mode, argv=list(argv), machine=machine, sections={})
+    report["settings"] = {"device": settings.device, "threads": threads, "seed": settings.seed, "sections": sections}
+    if threads > 1 and (load := machine["load_average"][0]) > 0.5 * machine["usable_cores"]:
         # Measured here: 2 threads on 2 cores with one other busy process took a detection step from
         # 0.17 s to 0.9-7 s: every parallel region waits for the descheduled thread.
-        report["warnings"] = [f"load average {load} at start with {threads} torch threads: OpenMP barriers make "
-                              "figures slow and erratic; --threads 1 gives stable ones."]
+        report["warnings"] = [
+            f"load average {load} at start with {threads} torch threads: OpenMP barriers make "
+            "figures slow and erratic; --threads 1 gives stable ones."
+        ]
     for key in sections:
         module, t0 = importlib.import_module(f"benchmarks.{key}"), time.perf_counter()
         log.info("section %s ...", key)
@@ -65,7 +64,7 @@ def run_sections(settings: BenchSettings, sections: Sequence[str], out: Path, ar
             log.error("section %s failed: %s", key, result["error"])
         report["sections"][key] = result
         report["seconds"] = time.perf_counter() - started
-        report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         write_json(report, out)
         out.with_suffix(".md").write_text(to_markdown(report))
         log.info("section %s done in %.0f s", key, result["seconds"] or 0.0)
@@ -93,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S")
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
-    settings = BenchSettings(mode=mode, device=args.device, threads=args.threads, seed=args.seed,
-                             **({"workdir": args.workdir} if args.workdir else {}))
+    workdir = {"workdir": args.workdir} if args.workdir else {}
+    settings = BenchSettings(mode=mode, device=args.device, threads=args.threads, seed=args.seed, **workdir)
     if args.out is None:
         from attnlab.project import project_root
 

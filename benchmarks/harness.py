@@ -1,11 +1,6 @@
-"""Training jobs for the benchmark: the real config, datamodule, task and Trainer, timed per step.
-
-:func:`prepare_job` composes ``conf/train.yaml`` and builds the datamodule with ``attnlab.cli.build``,
-as ``train.py`` does. A job then trains a fixed number of steps with Lightning (:func:`run_lightning`:
-``build_trainer`` from ``cfg.trainer``, precision ``auto`` resolved as in a run, no logger or
-validation, one timing callback) or with a plain loop (:func:`run_plain`: the task's own
-``configure_optimizers`` -- its schedule length from ``tasks/schedule.py`` -- and ``training_step``).
-"""
+"""Training jobs timed per step: :func:`prepare_job` composes ``conf/train.yaml`` and sets up the datamodule with
+``attnlab.cli.build`` as ``train.py`` does; :func:`run_lightning` trains with ``build_trainer``, :func:`run_plain` with
+a plain loop over the task's own ``configure_optimizers`` and ``training_step``."""
 
 from __future__ import annotations
 
@@ -22,27 +17,43 @@ from types import SimpleNamespace
 from typing import Any
 
 from benchmarks.machine import synchronize
+from benchmarks.settings import BenchSettings
 
 TASK_EXPERIMENTS = {"translation": "experiment=translation", "detection": "experiment=detection"}
+#: Each task's default config made tiny (tests); ``{root}``: detection data generated under the workdir.
+_TINY = {
+    "translation": "data.n_train=256 data.n_val=16 data.n_test=16 data.max_len=12 data.batch_size=16 "
+    "data.bucket_factor=4 model.net.emb_dim=16 model.net.hidden_dim=32 model.net.num_layers=1 attention.hidden_dim=16",
+    "detection": "data.root={root} data.default_root={root} data.synthetic.n_train=16 data.synthetic.n_val=4 "
+    "data.synthetic.n_test=4 data.synthetic.image_size=64 data.synthetic.min_object_size=12 "
+    "data.synthetic.max_object_size=30 data.image_size=64 data.batch_size=4 data.num_workers=0 model.net.min_size=64 "
+    "model.net.max_size=64 model.net.small_cnn_widths=[8,16,32,64] model.net.fpn_channels=32 attention.hidden_dim=16",
+}
+
+
+#: Trainer arguments that leave training steps (and the task's own ``self.log``) alone to time.
+TIMING_ONLY: dict[str, Any] = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "min_epochs": None,
+}
+TIMING_ONLY |= {"enable_model_summary": False, "num_sanity_val_steps": 0, "fast_dev_run": False}
 
 
 def tiny_overrides(task: str, workdir: Path) -> list[str]:
     """A task's default config made tiny (tests); detection data generated under ``workdir``."""
-    if task == "translation":
-        return ["++data.n_train=256", "++data.n_val=16", "++data.n_test=16", "++data.max_len=12",
-                "++data.batch_size=16", "++data.bucket_factor=4", "++model.net.emb_dim=16",
-                "++model.net.hidden_dim=32", "++model.net.num_layers=1", "++attention.hidden_dim=16"]
-    root = (Path(workdir) / "tiny_shapes").as_posix()
-    return [f"++data.root={root}", f"++data.default_root={root}", "++data.synthetic.n_train=16",
-            "++data.synthetic.n_val=4", "++data.synthetic.n_test=4", "++data.synthetic.image_size=64",
-            "++data.synthetic.min_object_size=12", "++data.synthetic.max_object_size=30", "++data.image_size=64",
-            "++data.batch_size=4", "++data.num_workers=0", "++model.net.min_size=64", "++model.net.max_size=64",
-            "++model.net.small_cnn_widths=[8,16,32,64]", "++model.net.fpn_channels=32", "++attention.hidden_dim=16"]
+    return [f"++{o}" for o in _TINY[task].format(root=(Path(workdir) / "tiny_shapes").as_posix()).split()]
 
 
 def device_overrides(device: str, task: str = "") -> list[str]:
     """On a GPU the benchmark trains as ``trainer=gpu`` does (decoding JPEGs in workers for detection)."""
     return ["trainer=gpu", *(["data.num_workers=4"] if task == "detection" else [])] if device == "cuda" else []
+
+
+def mode_overrides(settings: BenchSettings, task: str) -> list[str]:
+    """Tiny sizes in ``--tiny`` mode and the device's trainer: what every section adds to a task's config."""
+    return (tiny_overrides(task, settings.workdir) if settings.tiny else []) + device_overrides(settings.device, task)
 
 
 def compose_train_config(overrides: Sequence[str], scratch: Path) -> Any:
@@ -55,10 +66,10 @@ def compose_train_config(overrides: Sequence[str], scratch: Path) -> Any:
     from attnlab.project import config_dir, ensure_project_root_env
 
     ensure_project_root_env()
-    where = Path(scratch).as_posix()
+    outputs = [f"paths.{k}={Path(scratch).as_posix()}" for k in ("output_dir", "log_dir", "work_dir")]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("train", [*overrides, *(f"paths.{k}={where}" for k in ("output_dir", "log_dir", "work_dir"))])
+        cfg = compose("train", [*overrides, *outputs])
     GlobalHydra.instance().clear()
     OmegaConf.resolve(cfg)
     return cfg
@@ -93,8 +104,17 @@ class RunTiming:
     fingerprints: list[str] = field(default_factory=list)
     final_loss: float = math.nan
 
+    def __post_init__(self) -> None:
+        if self.warmup < 1 or self.steps <= self.warmup:
+            raise ValueError(f"need 1 <= warmup < steps, got warmup={self.warmup}, steps={self.steps}")
+
     steps_per_second = property(lambda self: (self.steps - self.warmup) / self.seconds)
     steps_per_cpu_second = property(lambda self: (self.steps - self.warmup) / self.cpu_seconds)
+
+    def done(self) -> RunTiming:
+        if len(self.fingerprints) < self.steps:
+            raise RuntimeError(f"{self.mode} stopped after {len(self.fingerprints)} of {self.steps} steps")
+        return self
 
 
 @dataclass
@@ -133,14 +153,20 @@ class TrainingJob:
             raise NotImplementedError(f"the plain loop mirrors bf16-mixed and 32-true, not {self.precision!r}")
         return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed")
 
+    def counts(self, batch: Any) -> tuple[int, Any]:
+        """(items, target tokens -- a device tensor, no host sync) of a batch."""
+        if self.task == "translation":
+            return int(batch["src"].shape[0]), (batch["tgt_out"] != self.pad_id).sum()
+        return len(batch[0]), 0
+
     def tick(self, clock: RunTiming, batch: Any, loss: Any, t0: float) -> None:
         """Book one finished step: its batch's hash, what timed steps processed, timestamps."""
         step, translation = len(clock.fingerprints), self.task == "translation"
         key = "\n".join(batch["src_text"]) if translation else ",".join(str(int(t["image_id"])) for t in batch[1])
         clock.fingerprints.append(hashlib.sha1(key.encode()).hexdigest()[:12])
-        if step >= clock.warmup:  # device tensors added up: no host sync per step
-            clock.items += int(batch["src"].shape[0]) if translation else len(batch[0])
-            clock.tokens += (batch["tgt_out"] != self.pad_id).sum() if translation else 0
+        if step >= clock.warmup:
+            items, tokens = self.counts(batch)
+            clock.items, clock.tokens = clock.items + items, clock.tokens + tokens
         if step in (clock.warmup - 1, clock.steps - 1):
             synchronize(self.device)
             now, cpu = time.perf_counter(), time.process_time()
@@ -151,31 +177,28 @@ class TrainingJob:
                 clock.tokens, clock.final_loss = int(clock.tokens), float(loss)
 
 
-def prepare_job(task: str, *, device: str = "cpu", seed: int = 12345, scratch: Path,
-                overrides: Sequence[str] = ()) -> TrainingJob:
+def prepare_job(
+    task: str, *, device: str = "cpu", seed: int = 12345, scratch: Path, overrides: Sequence[str] = ()
+) -> TrainingJob:
     """Compose ``experiment=<task>`` (+ ``overrides``; ``trainer=gpu`` on cuda) and set up its datamodule."""
     from attnlab.cli.build import build_datamodule
 
     if task not in TASK_EXPERIMENTS:
         raise ValueError(f"task must be one of {sorted(TASK_EXPERIMENTS)}, got {task!r}")
-    cfg = compose_train_config([TASK_EXPERIMENTS[task], f"seed={seed}", *device_overrides(device, task), *overrides],
-                               scratch)
+    head = [TASK_EXPERIMENTS[task], f"seed={seed}", *device_overrides(device, task)]
+    cfg = compose_train_config([*head, *overrides], scratch)
     with quiet_lightning():
         datamodule = build_datamodule(cfg)
     pad_id = int(datamodule.model_kwargs().get("pad_id", 0)) if task == "translation" else 0
     return TrainingJob(task, cfg, datamodule, device, Path(scratch), seed, pad_id)
 
 
-def _clock(steps: int, warmup: int, mode: str) -> RunTiming:
-    if warmup < 1 or steps <= warmup:
-        raise ValueError(f"need 1 <= warmup < steps, got warmup={warmup}, steps={steps}")
-    return RunTiming(mode, steps, warmup)
-
-
-def _done(clock: RunTiming) -> RunTiming:
-    if len(clock.fingerprints) < clock.steps:
-        raise RuntimeError(f"{clock.mode} stopped after {len(clock.fingerprints)} of {clock.steps} steps")
-    return clock
+def job_for(settings: BenchSettings, task: str, name: str, overrides: Sequence[str] = ()) -> TrainingJob:
+    """:func:`prepare_job` for this run's device and seed, tiny in ``--tiny`` mode, in ``settings.scratch(name)``."""
+    extra = [*(tiny_overrides(task, settings.workdir) if settings.tiny else []), *overrides]
+    return prepare_job(
+        task, device=settings.device, seed=settings.seed, scratch=settings.scratch(name), overrides=extra
+    )
 
 
 def run_lightning(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
@@ -186,7 +209,7 @@ def run_lightning(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
 
     from attnlab.cli.build import build_trainer
 
-    clock, t0 = _clock(steps, warmup, "lightning"), [0.0]
+    clock, t0 = RunTiming("lightning", steps, warmup), [0.0]
 
     class StepClock(pl.Callback):
         def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, idx: int) -> None:
@@ -194,14 +217,14 @@ def run_lightning(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
 
     model = job.build_task()
     with quiet_lightning():
-        trainer = build_trainer(job.cfg, logger=False, callbacks=[StepClock()], max_steps=steps, max_epochs=-1,
-                                min_epochs=None, limit_train_batches=1.0, limit_val_batches=0,
-                                num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
-                                enable_model_summary=False, default_root_dir=str(job.scratch), fast_dev_run=False)
+        bounds = {"max_steps": steps, "max_epochs": -1, "limit_train_batches": 1.0, "limit_val_batches": 0}
+        trainer = build_trainer(
+            job.cfg, **TIMING_ONLY, **bounds, callbacks=[StepClock()], default_root_dir=str(job.scratch)
+        )
         pl.seed_everything(job.seed + 1, workers=True, verbose=False)  # same RNG at batch 1 as the plain loop
         t0[0] = time.perf_counter()
         trainer.fit(model, datamodule=job.datamodule)
-    return _done(clock)
+    return clock.done()
 
 
 def run_plain(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
@@ -214,7 +237,7 @@ def run_plain(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
 
     if int(job.cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
         raise NotImplementedError("the plain loop mirrors accumulate_grad_batches=1 only")
-    clock = _clock(steps, warmup, "plain")
+    clock = RunTiming("plain", steps, warmup)
     model = job.build_task().to(job.device).train()
     model.trainer = SimpleNamespace(barebones=True, estimated_stepping_batches=steps, max_epochs=1)
     config = model.configure_optimizers()
@@ -222,13 +245,13 @@ def run_plain(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
     scheduler = config.get("lr_scheduler", {}) if isinstance(config, dict) else {}
     clip, params = job.cfg.trainer.get("gradient_clip_val"), [p for p in model.parameters() if p.requires_grad]
     loader = job.datamodule.train_dataloader()
-    samplers = {id(s): s for s in (loader.sampler, loader.batch_sampler, getattr(loader.batch_sampler, "sampler", 0))
-                if callable(getattr(s, "set_epoch", None))}
+    found: tuple[Any, ...] = (loader.sampler, loader.batch_sampler, getattr(loader.batch_sampler, "sampler", None))
+    samplers = list({id(s): s for s in found if callable(getattr(s, "set_epoch", None))}.values())
     pl.seed_everything(job.seed + 1, workers=True, verbose=False)
     t0 = time.perf_counter()
     with quiet_lightning():
         for epoch in range(steps):
-            for sampler in samplers.values():
+            for sampler in samplers:
                 sampler.set_epoch(epoch)
             for batch in loader:
                 batch = move_data_to_device(batch, job.device)
@@ -244,4 +267,4 @@ def run_plain(job: TrainingJob, steps: int, warmup: int) -> RunTiming:
                 job.tick(clock, batch, loss, t0)
                 if len(clock.fingerprints) == steps:
                     return clock
-    return _done(clock)
+    return clock.done()

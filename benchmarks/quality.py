@@ -1,11 +1,5 @@
-"""Section 8: time to quality -- the default experiments trained until a fixed validation score.
-
-Per task, side by side in one run: ``fp32`` (``trainer.precision=32-true``, no compile: runs before
-issue 12) and ``default`` (the config as it is; ``trainer=gpu`` on cuda), each ``trainer.fit`` of the
-default experiment (``attnlab.cli.build``; no logger or checkpoints) validating every few dozen steps
-and stopping at the first validation that reaches the threshold. Reported: training seconds until
-then (the benchmark's own validations left out), the steps, and default / fp32 against the target.
-"""
+"""Section 8: time to quality -- ``trainer.fit`` of each default experiment, ``fp32`` (no compile) and ``default``,
+validating every few dozen steps until a fixed score; training seconds (validations left out) and steps to it."""
 
 from __future__ import annotations
 
@@ -14,23 +8,26 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.report import figure, section, target
+from benchmarks.harness import TIMING_ONLY, TrainingJob, job_for, quiet_lightning, tiny_overrides
+from benchmarks.machine import interleave
+from benchmarks.report import figure, target, timed
 from benchmarks.settings import BenchSettings
 
 TITLE = "8. Time to quality (fp32 vs the default)"
 TARGET_RATIO = 0.6  # default / fp32 wall time to the same validation score (issue 12)
 #: (monitored metric, threshold per mode full / quick / tiny, validate every N steps per mode).
-GOALS = {"translation": ("val/bleu", (80.0, 50.0, 0.0), (60, 30, 2)),
-         "detection": ("val/map_50", (0.8, 0.5, 0.0), (100, 50, 2))}
+GOALS = {
+    "translation": ("val/bleu", (80.0, 50.0, 0.0), (60, 30, 2)),
+    "detection": ("val/map_50", (0.8, 0.5, 0.0), (100, 50, 2)),
+}
 VARIANTS = {"fp32": ["trainer.precision=32-true", "compile.enabled=false"], "default": []}
 
 
-def time_to_quality(job: Any, metric: str, threshold: float, every: int) -> dict[str, Any]:
+def time_to_quality(job: TrainingJob, metric: str, threshold: float, every: int) -> dict[str, Any]:
     """Train ``job`` until ``metric >= threshold`` at a validation (or the configured epochs end)."""
     import pytorch_lightning as pl
 
     from attnlab.cli.build import build_trainer
-    from benchmarks.harness import quiet_lightning
 
     class Clock(pl.Callback):
         def __init__(self) -> None:
@@ -52,55 +49,64 @@ def time_to_quality(job: Any, metric: str, threshold: float, every: int) -> dict
                 self.reached = (time.perf_counter() - self.start - self.val_seconds, trainer.global_step)
                 trainer.should_stop = True
 
-    clock = Clock()
-    model = job.build_task()
+    clock, model = Clock(), job.build_task()
     with quiet_lightning():
-        trainer = build_trainer(job.cfg, logger=False, callbacks=[clock], enable_checkpointing=False,
-                                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                                min_epochs=None, min_steps=None,  # else should_stop waits for a whole epoch
-                                val_check_interval=every, check_val_every_n_epoch=None,
-                                default_root_dir=str(job.scratch))
+        every_n = {"val_check_interval": every, "check_val_every_n_epoch": None}
+        # min_epochs/min_steps None: else should_stop waits for a whole epoch
+        trainer = build_trainer(
+            job.cfg, **TIMING_ONLY, **every_n, callbacks=[clock], min_steps=None, default_root_dir=str(job.scratch)
+        )
         trainer.fit(model, datamodule=job.datamodule)
     seconds, steps = clock.reached or (math.nan, trainer.global_step)
-    return {"seconds": seconds, "steps": steps, "reached": clock.reached is not None, "curve": clock.values,
-            "validation_seconds": clock.val_seconds, "precision": str(job.cfg.trainer.precision),
-            "compile": bool(job.cfg.compile.enabled)}
+    out = {"seconds": seconds, "steps": steps, "reached": clock.reached is not None, "curve": clock.values}
+    return out | {
+        "validation_seconds": clock.val_seconds,
+        "precision": str(job.cfg.trainer.precision),
+        "compile": bool(job.cfg.compile.enabled),
+    }
 
 
-def run(settings: BenchSettings) -> dict[str, Any]:
+def _task_figures(
+    task: str, runs: dict[str, list[dict[str, Any]]], metric: str, threshold: float, result: dict
+) -> None:
+    goal = f"{metric} >= {threshold:g}"
+    for v, rs in runs.items():
+        label = f"{task} {v} ({rs[0]['precision']}{', compiled' if rs[0]['compile'] else ''})"
+        if all(r["reached"] for r in rs):
+            result["figures"] += [
+                figure(f"{label}: training time to {goal}", [r["seconds"] for r in rs], "s"),
+                figure(f"{label}: steps to {goal}", [r["steps"] for r in rs], "steps"),
+            ]
+        else:
+            best = max((val for r in rs for _, val in r["curve"]), default=math.nan)
+            result["notes"].append(f"{label}: {goal} not reached in the configured epochs (best {best:.4g})")
+    pairs = [d["seconds"] / f["seconds"] for d, f in zip(runs["default"], runs["fp32"])]
+    finite = all(math.isfinite(p) for p in pairs)
+    if finite:
+        result["figures"].append(figure(f"{task}: default / fp32 time to quality", pairs, "x"))
+    ratio = statistics.median(pairs) if finite else None
+    result["targets"].append(target(f"{task}: default / fp32 time to {goal}", "<=", TARGET_RATIO, ratio, "x"))
+
+
+def _measure(settings: BenchSettings, task: str, result: dict[str, Any]) -> None:
+    metric, thresholds, every = GOALS[task]
+    threshold, every_n = settings.pick(*thresholds), settings.pick(*every)
+    base = ["trainer.max_epochs=1"] if settings.tiny else []
+
+    def train(variant: str, i: int) -> dict[str, Any]:
+        job = job_for(settings, task, f"quality_{task}_{variant}_{i}", base + VARIANTS[variant])
+        return time_to_quality(job, metric, threshold, every_n)
+
+    runs = interleave(settings.pick(2, 1, 1), VARIANTS, train, abba=True)
+    _task_figures(task, runs, metric, threshold, result)
+    overrides = (tiny_overrides(task, settings.workdir) if settings.tiny else []) + base
+    result["details"][task] = {"metric": metric, "threshold": threshold, "validate_every": every_n, "runs": runs}
+    result["details"][task]["overrides"] = overrides
+
+
+@timed("quality", TITLE)
+def run(settings: BenchSettings, result: dict[str, Any]) -> None:
     """Both tasks, fp32 then the default (alternating order between repeats)."""
-    from benchmarks.harness import prepare_job, tiny_overrides
-
-    started = time.perf_counter()
-    result = section("quality", TITLE)
-    for task, (metric, thresholds, every) in GOALS.items():
-        threshold, every_n = settings.pick(*thresholds), settings.pick(*every)
-        base = tiny_overrides(task, settings.workdir) + ["trainer.max_epochs=1"] if settings.tiny else []
-        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-        for i in range(settings.pick(2, 1, 1)):
-            for v in (VARIANTS if i % 2 == 0 else reversed(list(VARIANTS))):
-                job = prepare_job(task, device=settings.device, seed=settings.seed, overrides=base + VARIANTS[v],
-                                  scratch=settings.scratch(f"quality_{task}_{v}_{i}"))
-                runs[v].append(time_to_quality(job, metric, threshold, every_n))
-        for v, rs in runs.items():
-            label = f"{task} {v} ({rs[0]['precision']}{', compiled' if rs[0]['compile'] else ''})"
-            if all(r["reached"] for r in rs):
-                result["figures"] += [figure(f"{label}: training time to {metric} >= {threshold:g}",
-                                             [r["seconds"] for r in rs], "s"),
-                                      figure(f"{label}: steps to {metric} >= {threshold:g}",
-                                             [r["steps"] for r in rs], "steps")]
-            else:
-                best = max((val for r in rs for _, val in r["curve"]), default=math.nan)
-                result["notes"].append(f"{label}: {metric} >= {threshold:g} not reached in the configured epochs "
-                                       f"(best {best:.4g})")
-        pairs = [d["seconds"] / f["seconds"] for d, f in zip(runs["default"], runs["fp32"])]
-        finite = all(math.isfinite(p) for p in pairs)
-        if finite:
-            result["figures"].append(figure(f"{task}: default / fp32 time to quality", pairs, "x"))
-        result["targets"].append(target(f"{task}: default / fp32 time to {metric} >= {threshold:g}", "<=",
-                                        TARGET_RATIO, statistics.median(pairs) if finite else None, "x"))
-        result["details"][task] = {"metric": metric, "threshold": threshold, "validate_every": every_n,
-                                   "runs": runs, "overrides": base}
+    for task in GOALS:
+        _measure(settings, task, result)
     result["notes"].append("The LR schedule is the default run's (its epochs); a run stops at the threshold.")
-    result["seconds"] = time.perf_counter() - started
-    return result

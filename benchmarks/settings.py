@@ -16,14 +16,13 @@ T = TypeVar("T")
 class BenchSettings:
     """Shared by every section: ``mode`` (``full``; ``quick``: minutes; ``tiny``: tests, correctness
     only), ``device`` (every section runs there), torch ``threads`` (None: every usable core), the
-    ``seed``, a scratch ``workdir``, and ``shared``: results one section leaves for a later one."""
+    ``seed`` and a scratch ``workdir``."""
 
     mode: str = "full"
     device: str = "cpu"
     threads: int | None = None
     seed: int = 12345
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="attnlab-bench-")))
-    shared: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -34,7 +33,6 @@ class BenchSettings:
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     tiny = property(lambda self: self.mode == "tiny")
-    quick = property(lambda self: self.mode == "quick")
 
     def pick(self, full: T, quick: T, tiny: T) -> T:
         """The value for this run's mode."""
@@ -42,9 +40,7 @@ class BenchSettings:
 
     def num_threads(self) -> int:
         """``threads``, or the cores this process may run on."""
-        if self.threads:
-            return int(self.threads)
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return int(self.threads) if self.threads else len(os.sched_getaffinity(0))
 
     def scratch(self, name: str) -> Path:
         """A sub-folder of ``workdir`` (created)."""

@@ -1,60 +1,62 @@
-"""Section 7: a 2-job sweep, one job after the other vs two at once (``hydra/launcher=joblib``).
-
-``train.py -m experiment=translation attention=additive,dot`` with a fixed number of steps, a short
-validation and no test: once with Hydra's basic launcher (one job after the other, each with every
-core) and once with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` (``train()`` gives each job
-``cores / 2`` threads). Wall time of the whole command, alternating launchers between repeats.
-Target: the parallel sweep is not slower than the sequential one (ratio <= 1).
-"""
+"""Section 7: ``train.py -m experiment=translation attention=additive,dot`` (fixed steps, short validation, no test)
+with Hydra's basic launcher vs ``hydra/launcher=joblib`` (2 jobs at once), wall time, launchers alternating."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
-import time
 from typing import Any
 
-from benchmarks.report import figure, section, target
+from benchmarks.child import failure, run_process
+from benchmarks.harness import mode_overrides
+from benchmarks.machine import interleave
+from benchmarks.report import figure, target, timed
 from benchmarks.settings import BenchSettings
 
 TITLE = "7. Parallel sweep (joblib vs one after the other)"
 TARGET_RATIO = 1.0
+LAUNCHERS = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
 
 
-def run(settings: BenchSettings) -> dict[str, Any]:
+@timed("sweep", TITLE)
+def run(settings: BenchSettings, result: dict[str, Any]) -> None:
     """The same 2-job sweep with both launchers, alternating; the ratio and its target."""
-    from attnlab.project import project_root
-    from benchmarks.harness import device_overrides, tiny_overrides
-    from benchmarks.startup import run_process
+    from attnlab.runs.attempts import read_record  # the one reader of a run's metrics.json
 
-    started = time.perf_counter()
-    result = section("sweep", TITLE)
-    steps = settings.pick(150, 60, 2)
-    overrides = (tiny_overrides("translation", settings.workdir) if settings.tiny else []) + \
-        device_overrides(settings.device)
-    times: dict[str, list[float]] = {"basic": [], "joblib": []}
-    for i in range(settings.pick(3, 1, 1)):
-        for launcher in times:  # alternating, so drifting load hits both alike
-            sweep_dir = settings.scratch("sweep") / f"{launcher}_{i}"
-            cmd = [sys.executable, "train.py", "-m", "experiment=translation", "attention=additive,dot",
-                   "trainer.max_epochs=1", f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=2",
-                   "test=false", "extras.print_config=false", "callbacks.rich_progress_bar=null",
-                   f"paths.log_dir={(sweep_dir.parent / 'logs').as_posix()}", f"hydra.sweep.dir={sweep_dir.as_posix()}",
-                   *overrides, *(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else [])]
-            seconds, done, _ = run_process(cmd, settings.pick(1800.0, 600.0, 600.0), project_root())
-            statuses = [json.loads(p.read_text()).get("status") for p in sorted(sweep_dir.glob("*/metrics.json"))]
-            if done is None or done.returncode != 0 or statuses != ["ok", "ok"]:
-                tail = "timed out" if done is None else " | ".join((done.stderr or done.stdout).splitlines()[-3:])
-                raise RuntimeError(f"{launcher} sweep failed (jobs {statuses}): {tail}")
-            times[launcher].append(seconds)
+    steps, overrides = settings.pick(150, 60, 2), mode_overrides(settings, "translation")
+    job = [
+        "experiment=translation",
+        "attention=additive,dot",
+        "trainer.max_epochs=1",
+        f"trainer.limit_train_batches={steps}",
+    ]
+    job += [
+        "trainer.limit_val_batches=2",
+        "test=false",
+        "extras.print_config=false",
+        "callbacks.rich_progress_bar=null",
+    ]
+
+    def sweep(launcher: str, i: int) -> float:
+        sweep_dir = settings.scratch("sweep") / f"{launcher}_{i}"
+        paths = [f"paths.log_dir={(sweep_dir.parent / 'logs').as_posix()}", f"hydra.sweep.dir={sweep_dir.as_posix()}"]
+        cmd = [sys.executable, "train.py", "-m", *job, *paths, *overrides, *LAUNCHERS[launcher]]
+        seconds, done, _ = run_process(cmd, settings.pick(1800.0, 600.0, 600.0))
+        statuses = [(read_record(p.parent) or {}).get("status") for p in sorted(sweep_dir.glob("*/metrics.json"))]
+        if (error := failure(done)) or statuses != ["ok", "ok"]:
+            raise RuntimeError(f"{launcher} sweep failed (jobs {statuses}): {error}")
+        return seconds
+
+    times = interleave(settings.pick(3, 1, 1), LAUNCHERS, sweep)
     ratios = [j / b for j, b in zip(times["joblib"], times["basic"])]
-    result["figures"] += [figure("2 jobs one after the other (basic launcher)", times["basic"], "s"),
-                          figure("2 jobs at once (joblib, n_jobs=2)", times["joblib"], "s"),
-                          figure("joblib / one after the other, wall time", ratios, "x")]
-    result["targets"].append(target("2-job sweep: joblib / one after the other", "<=", TARGET_RATIO,
-                                    statistics.median(ratios), "x"))
-    result["notes"].append(f"Jobs: experiment=translation attention=additive,dot, {steps} training steps, 2 validation "
-                           "batches, no test, W&B offline; wall time of the whole train.py -m, start-up included.")
-    result["seconds"] = time.perf_counter() - started
-    return result
+    result["figures"] += [
+        figure("2 jobs one after the other (basic launcher)", times["basic"], "s"),
+        figure("2 jobs at once (joblib, n_jobs=2)", times["joblib"], "s"),
+        figure("joblib / one after the other, wall time", ratios, "x"),
+    ]
+    name = "2-job sweep: joblib / one after the other"
+    result["targets"].append(target(name, "<=", TARGET_RATIO, statistics.median(ratios), "x"))
+    result["notes"].append(
+        f"Jobs: experiment=translation attention=additive,dot, {steps} training steps, 2 validation "
+        "batches, no test, W&B offline; wall time of the whole train.py -m, start-up included."
+    )

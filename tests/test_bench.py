@@ -118,11 +118,14 @@ def test_attention_cases_and_isolated_peak_memory() -> None:
     kinds = {c["kind"] for c in quick_cases if c["impl"] == "attnlab"}
     assert kinds == {"additive", "dot", "general", "multihead", "none"}
     base = {"B": 2, "Tq": 8, "Tk": 8, "D": 16, "warmup": 1, "repeats": 2, "threads": 1, "device": "cpu"}
-    additive, paired, bogus = run_isolated([
-        {**base, "name": "additive", "impl": "attnlab", "kind": "additive"},
-        {**base, "name": "paired", "impl": "paired_mha", "kind": "multihead"},
-        {**base, "name": "bogus", "impl": "attnlab", "kind": "bogus"},
-    ], timeout=120)
+    additive, paired, bogus = run_isolated(
+        [
+            {**base, "name": "additive", "impl": "attnlab", "kind": "additive"},
+            {**base, "name": "paired", "impl": "paired_mha", "kind": "multihead"},
+            {**base, "name": "bogus", "impl": "attnlab", "kind": "bogus"},
+        ],
+        timeout=120,
+    )
     assert additive["ok"], additive
     assert additive["baseline_rss_bytes"] > 0 and additive["peak_rss_bytes"] >= additive["baseline_rss_bytes"]
     assert len(additive["seconds"]) == 2 and all(s > 0 for s in additive["seconds"])
@@ -144,8 +147,9 @@ def test_throughput_flop_count_tiny(tiny: BenchSettings) -> None:
 
 def test_evaluation_section_tiny(tiny: BenchSettings, tmp_path: Path) -> None:
     from benchmarks import evaluation
+    from benchmarks.generated import scored_detections
 
-    gt, per_image = evaluation.make_synthetic(5, n_categories=3, seed=1)
+    gt, per_image = scored_detections(5, n_categories=3, seed=1)
     assert len(gt["images"]) == 5 and len(per_image) == 5 and gt["annotations"]
     result = evaluation.run(tiny)
     _check_section(result, "evaluation", tmp_path)
@@ -177,9 +181,15 @@ def test_startup_command_timing_and_first_step_timer(tmp_path: Path) -> None:
 
     marker = tmp_path / "first.json"
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=2)
-    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[FirstStepTimer(str(marker), exit_after=False)],
-                         default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[FirstStepTimer(str(marker), exit_after=False)],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(Tiny(), data)
     record = json.loads(marker.read_text())
     assert record["first_step_start"] <= record["first_step_end"] and record["pid"] == os.getpid()
@@ -189,8 +199,11 @@ def test_time_to_quality_stops_at_the_threshold(tiny: BenchSettings) -> None:
     from benchmarks.harness import prepare_job, tiny_overrides
     from benchmarks.quality import time_to_quality
 
-    job = prepare_job("translation", scratch=tiny.scratch("q"),
-                      overrides=tiny_overrides("translation", tiny.workdir) + ["trainer.max_epochs=1"])
+    job = prepare_job(
+        "translation",
+        scratch=tiny.scratch("q"),
+        overrides=tiny_overrides("translation", tiny.workdir) + ["trainer.max_epochs=1"],
+    )
     out = time_to_quality(job, "val/bleu", 101.0, every=8)  # never reached: runs the configured epoch
     assert not out["reached"] and math.isnan(out["seconds"]) and len(out["curve"]) >= 2
     assert out["precision"] in ("32-true", "bf16-mixed")  # auto was resolved
@@ -238,8 +251,19 @@ def test_command_line_writes_json_and_markdown(tmp_path: Path) -> None:
     from .helpers import run_script
 
     out = tmp_path / "bench.json"
-    proc = run_script(["scripts/bench.py", "--tiny", "--sections", "evaluation,decoding", "--out", str(out),
-                       "--workdir", str(tmp_path / "work")], timeout=600)
+    proc = run_script(
+        [
+            "scripts/bench.py",
+            "--tiny",
+            "--sections",
+            "evaluation,decoding",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["schema"] == report.SCHEMA and list(data["sections"]) == ["decoding", "evaluation"]

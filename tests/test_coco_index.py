@@ -250,7 +250,7 @@ def test_bench_coco_sized_file_is_valid_coco_with_links_inside(tmp_path: Path) -
 
     from pycocotools.coco import COCO
 
-    from benchmarks.coco_sized import write_coco_sized
+    from benchmarks.generated import write_coco_sized
 
     counts = write_coco_sized(tmp_path, n_images=300, n_annotations=2000, n_val=20)
     ann_file = tmp_path / "annotations" / "instances_train.json"

@@ -83,7 +83,7 @@ def test_trainer_gpu_trains_validates_and_tests_in_bf16(task: str, tmp_path: Pat
 
 
 def test_bench_sections_run_on_cuda(tmp_path: Path) -> None:
-    """--device cuda: training (trainer=gpu), attention cases (forked children using CUDA) and decoding."""
+    """--device cuda: training (trainer=gpu), attention cases (child processes using CUDA) and decoding."""
     from benchmarks.attention import run_isolated
     from benchmarks.overhead import compare_task
     from benchmarks.settings import BenchSettings
