@@ -9,7 +9,6 @@ Target: the parallel sweep is not slower than the sequential one (ratio <= 1).
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ TARGET_RATIO = 1.0
 def run(settings: BenchSettings) -> dict[str, Any]:
     """The same 2-job sweep with both launchers, alternating; the ratio and its target."""
     from attnlab.project import project_root
+    from attnlab.runs.metrics_file import read_metrics_file, sweep_metrics_files
     from benchmarks.harness import device_overrides, tiny_overrides
     from benchmarks.startup import run_process
 
@@ -43,7 +43,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
                    f"paths.log_dir={(sweep_dir.parent / 'logs').as_posix()}", f"hydra.sweep.dir={sweep_dir.as_posix()}",
                    *overrides, *(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else [])]
             seconds, done, _ = run_process(cmd, settings.pick(1800.0, 600.0, 600.0), project_root())
-            statuses = [json.loads(p.read_text()).get("status") for p in sorted(sweep_dir.glob("*/metrics.json"))]
+            statuses = [read_metrics_file(p).get("status") for p in sweep_metrics_files(sweep_dir)]
             if done is None or done.returncode != 0 or statuses != ["ok", "ok"]:
                 tail = "timed out" if done is None else " | ".join((done.stderr or done.stdout).splitlines()[-3:])
                 raise RuntimeError(f"{launcher} sweep failed (jobs {statuses}): {tail}")

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def build_datamodule(cfg: DictConfig, stage: str | None = "fit") -> Any:
     """``cfg.data`` instantiated, ``prepare_data()`` and (unless ``stage`` is None) ``setup(stage)`` called."""
-    from attnlab.utils.instantiate import instantiate_component
+    from attnlab.cli.instantiate import instantiate_component
 
     log.info("Data <%s>", cfg.data._target_)
     datamodule = instantiate_component(cfg.data)
@@ -32,7 +32,7 @@ def build_datamodule(cfg: DictConfig, stage: str | None = "fit") -> Any:
 def build_task(cfg: DictConfig, datamodule: Any) -> Any:
     """``cfg.model`` with the attention group and the data-derived arguments; compiled when
     ``compile.enabled`` (see :func:`compile_task`)."""
-    from attnlab.utils.instantiate import instantiate_component
+    from attnlab.cli.instantiate import instantiate_component
 
     log.info("Model <%s> with %s attention", cfg.model._target_, cfg.attention.kind)
     attention = OmegaConf.to_container(cfg.attention, resolve=True)

@@ -1,7 +1,7 @@
 """Optuna sweeps that record a failed trial as failed and go on.
 
 hydra-optuna-sweeper 1.3 tells Optuna each job's return value. A job that failed returns nan
-(``attnlab.train.run_job`` records the error and returns nan so that a sweep goes on), and the
+(``attnlab.cli.train.run_job`` records the error and returns nan so that a sweep goes on), and the
 plugin's own error path then calls ``study.tell(state=FAIL, values=[nan])``, which Optuna refuses
 ("Values were told ...") and the whole study crashes. This sweeper puts a thin wrapper around the
 plugin's launcher: a job whose value is nan or missing comes back to the plugin as a *failed* job,

@@ -29,7 +29,7 @@ from attnlab.evaluation.coco_scoring import EVAL_BACKENDS, STAT_NAMES
 from attnlab.models.detector import build_detector
 from attnlab.tasks.optim_factories import factory_to_config
 from attnlab.tasks.schedule import configure_from_hparams
-from attnlab.utils.plain import plain
+from attnlab.plain import plain
 
 __all__ = ["DetectionTask"]
 

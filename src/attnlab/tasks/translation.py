@@ -26,7 +26,7 @@ from attnlab.models.seq2seq import MAX_DECODE_LEN, Hypotheses, Seq2Seq
 from attnlab.tasks.optim_factories import factory_to_config
 from attnlab.tasks.schedule import configure_from_hparams
 from attnlab.tasks.translation_metrics import TranslationMetrics
-from attnlab.utils.plain import plain
+from attnlab.plain import plain
 
 __all__ = ["TranslationTask"]
 
