@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write the generated shapes detection set in COCO layout (what ``data=coco`` reads by default): ``python scripts/make_shapes_coco.py --help``.
+"""Write the generated shapes set in COCO layout (``data=coco``'s default): ``python scripts/make_shapes_coco.py -h``.
 
 Thin on purpose: everything lives in :mod:`attnlab.cli.make_shapes_coco`.
 """

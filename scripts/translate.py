@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Translate sentences with a trained translation checkpoint: ``python scripts/translate.py ckpt_path=PATH "a sentence"``.
+"""Translate sentences with a translation checkpoint: ``python scripts/translate.py ckpt_path=PATH "a sentence"``.
 
 Thin on purpose: everything (options, ``--help``) lives in :mod:`attnlab.cli.translate`.
 """
