@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Convert an older attnlab checkpoint so it loads with ``weights_only=True``: ``python scripts/convert_checkpoint.py -h``.
+"""Convert an older attnlab checkpoint to load with ``weights_only=True``: ``python scripts/convert_checkpoint.py -h``.
 
 Thin on purpose: everything lives in :mod:`attnlab.cli.convert_checkpoint`.
 """
