@@ -8,7 +8,7 @@ what a run executes: the datamodule (prepared and set up), the task LightningMod
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -84,5 +84,6 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
             accelerator = "gpu" if torch.cuda.is_available() else "cpu"
         device = accelerator if accelerator in ("cpu", "mps") else "cuda"
         plugins = kwargs.pop("plugins", None) or hydra.utils.instantiate(cfg.trainer.get("plugins")) or []
-        kwargs.update(precision=None, plugins=[*plugins, CachedMixedPrecision(precision, device)])
+        mixed: Literal["bf16-mixed", "16-mixed"] = "bf16-mixed" if precision == "bf16-mixed" else "16-mixed"
+        kwargs.update(precision=None, plugins=[*plugins, CachedMixedPrecision(mixed, device)])
     return hydra.utils.instantiate(cfg.trainer, **kwargs)

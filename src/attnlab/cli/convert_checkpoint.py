@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: converting reads {source} with torch.load(weights_only=False), which runs any code the file "
               "names. Convert only checkpoints you wrote yourself, and say so with --trust.", file=sys.stderr)
         return 2
-    from attnlab.errors import AttnlabError
     from attnlab.cli.checkpoint_convert import convert_file
+    from attnlab.errors import AttnlabError
 
     target = args.output or (source if args.in_place else source.with_name(source.stem + ".safe.ckpt"))
     if args.in_place:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import hydra
 from omegaconf import DictConfig
@@ -23,19 +23,23 @@ from attnlab.project import config_dir, ensure_project_root_env
 from attnlab.runs.metrics_file import to_float, write_metrics_file
 from attnlab.runs.run_dir import register_resolvers
 
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
 log = logging.getLogger(__name__)
 
 register_resolvers()
 
 
-def _task_class(run_cfg: dict[str, Any], ckpt_path: Path) -> type:
+def _task_class(run_cfg: dict[str, Any], ckpt_path: Path) -> type[pl.LightningModule]:
     """The LightningModule class the checkpoint's config names (allow-listed ``_target_`` only)."""
     import pytorch_lightning as pl
 
     from attnlab.runs.trusted_targets import locate_trusted
 
     target = (run_cfg.get("model") or {}).get("_target_")
-    task_cls = locate_trusted(target, "model._target_", f"config stored in {ckpt_path}")
+    # cast: locate_trusted refuses whatever is not an allow-listed string, None included.
+    task_cls = locate_trusted(cast(str, target), "model._target_", f"config stored in {ckpt_path}")
     if not (isinstance(task_cls, type) and issubclass(task_cls, pl.LightningModule)):
         raise ConfigError(f"{ckpt_path}: model._target_={target!r} is not a LightningModule.")
     return task_cls

@@ -21,6 +21,7 @@ def instantiate_component(node: DictConfig, **kwargs: Any) -> Any:
         raise ValueError(f"config node has no _target_: {OmegaConf.to_yaml(node)}")
     # Resolve against the whole config first: a detached copy could not see ${paths...} any more.
     plain = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(plain, dict), "a DictConfig gives a dict"
     clean = OmegaConf.create({k: v for k, v in plain.items() if k not in META_KEYS})
     return instantiate(clean, **kwargs)
 
@@ -38,7 +39,7 @@ def instantiate_callbacks(node: DictConfig | None, supplied: Mapping[str, Any] |
     for name, cb_conf in node.items():
         if isinstance(cb_conf, DictConfig) and "_target_" in cb_conf:
             log.debug("Instantiating callback %s <%s>", name, cb_conf._target_)
-            given = {key: supplied[key] for key in cb_conf if OmegaConf.is_missing(cb_conf, key) and key in supplied}
+            given = {str(k): supplied[str(k)] for k in cb_conf if OmegaConf.is_missing(cb_conf, k) and k in supplied}
             if given:
                 # Handed to the constructor as they are: through Hydra, a dict holding `_target_`s
                 # (the run's config) would be instantiated and arrive as config nodes.

@@ -112,6 +112,7 @@ class TrainingRun:
         datamodule, model, loggers = self.build()
         trainer = self.trainer
         resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(resolved, dict), "a DictConfig gives a dict"
         resolved["choices"] = self.run.choices if self.run else {}
         for lg in loggers:
             lg.log_hyperparams(resolved)

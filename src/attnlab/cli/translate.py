@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load {ckpt} as a translation checkpoint: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     if args.length_penalty is not None:
-        task.hparams.length_penalty = args.length_penalty
+        task.hparams["length_penalty"] = args.length_penalty
     for line in task.translate(sentences, beam_size=args.beam_size, batch_size=args.batch_size):
         print(line)
     return 0

@@ -88,7 +88,7 @@ def _record_from_wandb_values(name: str, source: str, config: dict, summary: dic
     flat = flatten_scalars({k: v for k, v in config.items() if not k.startswith("_")})
     choices = config.get("choices") or {}
     output_dir = Path(str(flat.get("paths.output_dir") or "")) if flat.get("paths.output_dir") else None
-    metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and "/" in k}
+    metrics: dict[str, float | None] = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and "/" in k}
     tags_task = "detection" if any(k.startswith(("val/map", "test/map")) for k in metrics) else "translation"
     return RunRecord(
         name=name,

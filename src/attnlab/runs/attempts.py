@@ -91,9 +91,11 @@ def finish_attempt(run_dir: str | Path, record: dict[str, Any], attempt: int | N
     one) as the top level, keeping every other attempt in ``attempts``."""
     run_dir = Path(run_dir)
     history = _history(_read(run_dir))
-    started = next((a for a in history if a.get("attempt") == attempt), {}) if attempt is not None else {}
-    final = {**{k: started[k] for k in ("started_at", "pid", "host") if k in started}, **record,
-             "attempt": attempt if attempt is not None else len(history) + 1, "ended_at": _now()}
+    started: dict[str, Any] = {}
+    if attempt is not None:
+        started = next((a for a in history if a.get("attempt") == attempt), started)
+    kept: dict[str, Any] = {k: started[k] for k in ("started_at", "pid", "host") if k in started}
+    final = {**kept, **record, "attempt": attempt if attempt is not None else len(history) + 1, "ended_at": _now()}
     history = [a for a in history if a.get("attempt") != final["attempt"]] + [final]
     history.sort(key=lambda a: int(a.get("attempt") or 0))
     return write_metrics_file(run_dir, {**final, "attempts": history})
