@@ -21,7 +21,7 @@ LAUNCHERS = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_
 @timed("sweep", TITLE)
 def run(settings: BenchSettings, result: dict[str, Any]) -> None:
     """The same 2-job sweep with both launchers, alternating; the ratio and its target."""
-    from attnlab.runs.attempts import read_record  # the one reader of a run's metrics.json
+    from attnlab.runs.metrics_file import read_metrics_file, sweep_metrics_files
 
     steps, overrides = settings.pick(150, 60, 2), mode_overrides(settings, "translation")
     job = [
@@ -42,7 +42,7 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
         paths = [f"paths.log_dir={(sweep_dir.parent / 'logs').as_posix()}", f"hydra.sweep.dir={sweep_dir.as_posix()}"]
         cmd = [sys.executable, "train.py", "-m", *job, *paths, *overrides, *LAUNCHERS[launcher]]
         seconds, done, _ = run_process(cmd, settings.pick(1800.0, 600.0, 600.0))
-        statuses = [(read_record(p.parent) or {}).get("status") for p in sorted(sweep_dir.glob("*/metrics.json"))]
+        statuses = [read_metrics_file(p).get("status") for p in sweep_metrics_files(sweep_dir)]
         if (error := failure(done)) or statuses != ["ok", "ok"]:
             raise RuntimeError(f"{launcher} sweep failed (jobs {statuses}): {error}")
         return seconds

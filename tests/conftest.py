@@ -71,7 +71,7 @@ def one_torch_thread():
 def tiny_translation_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``last.ckpt`` of one real tiny translation run (train(), 1 epoch, no logger), shared by the
     tests that load, evaluate or tamper with a checkpoint (copy it before changing it)."""
-    from attnlab.train import train
+    from attnlab.cli.training import train
 
     from .helpers import TINY_TRANSLATION, compose_train
 

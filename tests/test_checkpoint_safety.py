@@ -125,7 +125,7 @@ def test_overrides_yaml_beside_a_checkpoint_is_untrusted() -> None:
     refused = {
         "+callbacks.x={_target_: os.system, command: 'touch x'}": "callbacks.x._target_='os.system'",
         "model.optimizer._target_=builtins.eval": "builtins.eval",
-        "hydra.callbacks.x._target_=attnlab.sweep_summary.SweepSummary": "overrides Hydra itself",
+        "hydra.callbacks.x._target_=attnlab.cli.sweep_summary.SweepSummary": "overrides Hydra itself",
         "hydra/launcher=joblib": "overrides Hydra itself",
         "attention=dot,none": "sweep",
     }

@@ -361,7 +361,7 @@ def _compose(tmp_path: Path, overrides: list[str]) -> Any:
 
 
 def _instantiate(cfg: Any) -> CocoDataModule:
-    from attnlab.utils.instantiate import instantiate_component  # what train.py uses
+    from attnlab.cli.instantiate import instantiate_component  # what train.py uses
 
     assert cfg.data.task == "detection"
     return instantiate_component(cfg.data)

@@ -16,7 +16,7 @@ from PIL import Image
 from attnlab.compare.aggregate import group_runs
 from attnlab.compare.records import load_records
 from attnlab.runs.test_outputs import write_test_outputs
-from attnlab.utils.metrics_file import write_metrics_file
+from attnlab.runs.metrics_file import write_metrics_file
 
 from .conftest import REPO
 from .helpers import inspect_wandb_run

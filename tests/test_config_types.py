@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.config_check import check_config_types
+from attnlab.cli.config_check import check_config_types
 from attnlab.errors import ConfigError
 
 from .helpers import compose_train, run_script
@@ -35,7 +35,7 @@ def test_bad_value_stops_the_run_before_any_data(
 ) -> None:
     import logging
 
-    from attnlab.train import run_job
+    from attnlab.cli.train import run_job
 
     cfg = compose_train([override, "logger=[]", "extras.print_config=false"], tmp_path)
     with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as info:

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from attnlab.compat import check_task_compatibility
+from attnlab.cli.task_check import check_task_compatibility
 from attnlab.errors import ConfigError
 
 from .conftest import CONF

@@ -13,7 +13,7 @@ import pytest
 from omegaconf import DictConfig
 
 from attnlab.errors import ConfigError
-from attnlab.eval import evaluate
+from attnlab.cli.eval import evaluate
 
 from .helpers import compose_app, run_script
 

@@ -69,7 +69,7 @@ def test_bidirectional_gru_on_cuda_equals_packed_cudnn() -> None:
 
 @pytest.mark.parametrize("task", ["translation", "detection"])
 def test_trainer_gpu_trains_validates_and_tests_in_bf16(task: str, tmp_path: Path) -> None:
-    from attnlab.train import train
+    from attnlab.cli.training import train
 
     data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
     cfg = compose_train(["trainer=gpu", "debug=limit", "trainer.max_epochs=1", "logger=csv",

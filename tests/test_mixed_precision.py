@@ -155,7 +155,7 @@ def test_cached_autocast_plugin_gives_every_parameter_its_gradient(task: str, tm
 def test_bf16_mixed_run_trains_validates_tests_and_draws(task: str, tmp_path: Path) -> None:
     """A real run with trainer.precision=bf16-mixed on CPU: training and validation steps, beam
     search (translation test) or the COCO evaluator (detection), W&B media, all under autocast."""
-    from attnlab.train import train
+    from attnlab.cli.training import train
 
     data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
     # Not debug=fdr: fast_dev_run swaps the loggers for a dummy, and media need the W&B one.

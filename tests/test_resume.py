@@ -103,7 +103,7 @@ def test_resume_with_a_larger_budget_rebuilds_the_schedule_and_keeps_every_recor
     resume overwrote the first run's `ok`); then a resume that fails leaves both records intact."""
     import logging
 
-    from attnlab.train import run_job
+    from attnlab.cli.train import run_job
 
     from .helpers import compose_train
 

@@ -13,7 +13,7 @@ import yaml
 
 from attnlab.runs import run_dir as run_dir_module
 from attnlab.runs.run_dir import claim_unique_dir, is_resume, wandb_id_for_run
-from attnlab.utils.metrics_file import write_metrics_file
+from attnlab.runs.metrics_file import write_metrics_file
 
 from .helpers import CONF, REPO, TINY_TRANSLATION
 
@@ -54,7 +54,7 @@ def test_hydra_run_and_sweep_dirs_are_claimed_once(tmp_path: Path, monkeypatch: 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    import attnlab.train  # noqa: F401 - registers the resolver, as train.py does
+    import attnlab.cli.train  # noqa: F401 - registers the resolver, as train.py does
 
     monkeypatch.setattr(run_dir_module, "_CLAIMED", {})
     GlobalHydra.instance().clear()
@@ -80,7 +80,7 @@ def test_wandb_id_is_reused_only_when_resuming(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from attnlab.utils.metrics_file import write_metrics_file
+from attnlab.runs.metrics_file import write_metrics_file
 for i in range(300):
     write_metrics_file(sys.argv[1], {"writer": sys.argv[2], "i": i, "pad": "x" * 5000})
 """

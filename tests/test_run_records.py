@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from attnlab.runs.test_outputs import read_test_outputs
-from attnlab.utils.run_info import name_parts, run_name, split_overrides
+from attnlab.runs.run_info import name_parts, run_name, split_overrides
 
 from .helpers import inspect_wandb_run, run_script
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.train import train
+from attnlab.cli.training import train
 
 from .helpers import TINY_DETECTION, TINY_TRANSLATION, compose_train, run_script
 
@@ -153,7 +153,7 @@ def test_no_logger_runs_with_the_default_callbacks(logger: str, tmp_path: Path, 
     ``logger=null`` (which Hydra itself refuses for a group) means ``logger=[]`` on train.py's command line."""
     import logging
 
-    from attnlab.train import no_logger_alias
+    from attnlab.cli.train import no_logger_alias
 
     (logger,) = no_logger_alias([logger])
     from pytorch_lightning.callbacks import LearningRateMonitor
@@ -161,7 +161,7 @@ def test_no_logger_runs_with_the_default_callbacks(logger: str, tmp_path: Path, 
     from attnlab.callbacks.media import MediaLogger
 
     cfg = compose_train(["debug=fdr", logger, "extras.print_config=false", *TINY_TRANSLATION], tmp_path)
-    with caplog.at_level(logging.DEBUG, logger="attnlab.utils.instantiate"):
+    with caplog.at_level(logging.DEBUG, logger="attnlab.cli.instantiate"):
         metrics, objects = train(cfg)
     assert objects["trainer"].state.finished and metrics["train/loss"] is not None
     assert not any(isinstance(cb, (LearningRateMonitor, MediaLogger)) for cb in objects["trainer"].callbacks)

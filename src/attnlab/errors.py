@@ -1,7 +1,7 @@
 """Errors that mean "the user asked for something that cannot work", with the fix in the message.
 
 They are kept free of heavy imports so that ``train.py`` can raise them before torch is loaded,
-and ``attnlab.train`` prints them as one clear line instead of a traceback.
+and ``attnlab.cli.train`` prints them as one clear line instead of a traceback.
 """
 
 from __future__ import annotations

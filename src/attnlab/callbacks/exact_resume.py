@@ -86,4 +86,5 @@ class ExactResume(pl.Callback):
         for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
             for sampler in _samplers(loader):
                 # The value Lightning itself gives the samplers at the start of each epoch.
-                sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+                # Typed as a tracker without `processed`; the fit loop's epoch progress has one.
+                sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]

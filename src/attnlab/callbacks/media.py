@@ -24,7 +24,7 @@ class MediaLogger(pl.Callback):
 
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        if (trainer.current_epoch + 1) % self.every_n_epochs != 0 and not trainer.fast_dev_run:
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0 and not getattr(trainer, "fast_dev_run", False):
             return
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         log_media = getattr(pl_module, "log_media", None)

@@ -22,12 +22,16 @@ class StopAfterEpochs(pl.Callback):
     is an ordinary end-of-epoch one that resumes cleanly.
     """
 
-    def __init__(self, epochs: int) -> None:
-        if epochs < 1:
-            raise ValueError(f"stop_after_epochs must be >= 1, got {epochs}")
-        self.epochs = int(epochs)
+    def __init__(self, epochs: int | None) -> None:
+        # None or 0 (``stop_after_epochs=null``, the default): listed in conf/callbacks like every
+        # callback, and off.
+        if epochs is not None and epochs < 0:
+            raise ValueError(f"stop_after_epochs must be >= 1 (or null: off), got {epochs}")
+        self.epochs = int(epochs) if epochs else None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.epochs is None:
+            return
         limit = trainer.fit_loop.max_epochs
         if limit is None or limit < 0 or self.epochs < limit:
             log.info("stop_after_epochs=%d: training stops after epoch %d of %s; resume with "

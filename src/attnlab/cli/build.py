@@ -8,7 +8,7 @@ what a run executes: the datamodule (prepared and set up), the task LightningMod
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def build_datamodule(cfg: DictConfig, stage: str | None = "fit") -> Any:
     """``cfg.data`` instantiated, ``prepare_data()`` and (unless ``stage`` is None) ``setup(stage)`` called."""
-    from attnlab.utils.instantiate import instantiate_component
+    from attnlab.cli.instantiate import instantiate_component
 
     log.info("Data <%s>", cfg.data._target_)
     datamodule = instantiate_component(cfg.data)
@@ -32,7 +32,7 @@ def build_datamodule(cfg: DictConfig, stage: str | None = "fit") -> Any:
 def build_task(cfg: DictConfig, datamodule: Any) -> Any:
     """``cfg.model`` with the attention group and the data-derived arguments; compiled when
     ``compile.enabled`` (see :func:`compile_task`)."""
-    from attnlab.utils.instantiate import instantiate_component
+    from attnlab.cli.instantiate import instantiate_component
 
     log.info("Model <%s> with %s attention", cfg.model._target_, cfg.attention.kind)
     attention = OmegaConf.to_container(cfg.attention, resolve=True)
@@ -84,5 +84,6 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
             accelerator = "gpu" if torch.cuda.is_available() else "cpu"
         device = accelerator if accelerator in ("cpu", "mps") else "cuda"
         plugins = kwargs.pop("plugins", None) or hydra.utils.instantiate(cfg.trainer.get("plugins")) or []
-        kwargs.update(precision=None, plugins=[*plugins, CachedMixedPrecision(precision, device)])
+        mixed: Literal["bf16-mixed", "16-mixed"] = "bf16-mixed" if precision == "bf16-mixed" else "16-mixed"
+        kwargs.update(precision=None, plugins=[*plugins, CachedMixedPrecision(mixed, device)])
     return hydra.utils.instantiate(cfg.trainer, **kwargs)

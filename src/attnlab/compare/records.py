@@ -10,11 +10,12 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from attnlab.utils.metrics_file import METRICS_FILE
+from attnlab.runs.metrics_file import METRICS_FILE, find_metrics_files, read_metrics_file
 
 _LEN_BUCKET = re.compile(r"^test/bleu_len_(\d+)-(\d+)$")
 
@@ -61,7 +62,7 @@ class RunRecord:
 
 
 def record_from_metrics_file(path: Path) -> RunRecord:
-    data = json.loads(path.read_text())
+    data = read_metrics_file(path)
     choices = data.get("choices") or {}
     attention = choices.get("attention") or (data.get("hparams") or {}).get("attention.kind") or "?"
     return RunRecord(
@@ -82,12 +83,12 @@ def record_from_metrics_file(path: Path) -> RunRecord:
 
 
 def _record_from_wandb_values(name: str, source: str, config: dict, summary: dict, state: str) -> RunRecord:
-    from attnlab.utils.flatten import flatten_scalars
+    from attnlab.runs.flatten import flatten_scalars
 
     flat = flatten_scalars({k: v for k, v in config.items() if not k.startswith("_")})
     choices = config.get("choices") or {}
     output_dir = Path(str(flat.get("paths.output_dir") or "")) if flat.get("paths.output_dir") else None
-    metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and "/" in k}
+    metrics: dict[str, float | None] = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and "/" in k}
     tags_task = "detection" if any(k.startswith(("val/map", "test/map")) for k in metrics) else "translation"
     return RunRecord(
         name=name,
@@ -149,7 +150,7 @@ def load_records(paths: Iterable[Path]) -> list[RunRecord]:
         if path.is_file() and path.name == METRICS_FILE:
             records.append(record_from_metrics_file(path))
             continue
-        found = sorted(path.rglob(METRICS_FILE), key=lambda p: (len(str(p)), str(p)))
+        found = find_metrics_files(path)
         if found:
             records.extend(record_from_metrics_file(p) for p in found)
             continue

@@ -2,7 +2,7 @@
 baseline, the plots; printed, written (Markdown, CSV, PNG) and, on request, logged to W&B.
 
 Used by ``scripts/compare_runs.py`` and, at the end of every multirun, by
-:class:`attnlab.sweep_summary.SweepSummary`.
+:class:`attnlab.cli.sweep_summary.SweepSummary`.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def log_comparison_run(comparison: Comparison, *, project: str = "attnlab", enti
 
     from attnlab.compare.significance import significance_table
     from attnlab.compare.table import aggregated_csv_rows, table_rows
-    from attnlab.utils.wandb_setup import finish_wandb, resolve_wandb_mode
+    from attnlab.runs.wandb_setup import finish_wandb, resolve_wandb_mode
 
     mode = resolve_wandb_mode(mode)
     if mode == "disabled":

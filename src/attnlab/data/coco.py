@@ -50,7 +50,7 @@ from attnlab.data.loader_workers import default_num_workers
 from attnlab.data.shapes_sets import ensure_shapes_coco, is_generated_root, shapes_set_dir
 from attnlab.data.synthetic_shapes import ShapesConfig
 from attnlab.errors import DataError
-from attnlab.utils.plain import plain
+from attnlab.plain import plain
 
 __all__ = ["CocoDataModule", "predictions_to_coco_results"]
 

@@ -1,6 +1,6 @@
 """How many DataLoader workers a job gets by default: its share of the machine's cores.
 
-The share is the one the sweep launcher already gives torch (``attnlab.train._set_threads``): the
+The share is the one the sweep launcher already gives torch (:func:`attnlab.cli.threads.set_threads`): the
 usable cores divided by the jobs running at once (joblib's ``n_jobs``; 1 otherwise).
 
 Measured with the default detection recipe (FCOS, 128 px shapes, batch 16) on a 2-core machine,

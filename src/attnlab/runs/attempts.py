@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnlab.utils.metrics_file import METRICS_FILE, write_metrics_file
+from attnlab.runs.metrics_file import read_metrics_file, write_metrics_file
 
 __all__ = ["amend_record", "finish_attempt", "read_record", "report_killed_runs", "start_attempt"]
 
@@ -37,10 +36,9 @@ def read_record(run_dir: str | Path) -> dict[str, Any] | None:
 
 def _read(run_dir: Path) -> dict[str, Any] | None:
     try:
-        record = json.loads((run_dir / METRICS_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_metrics_file(run_dir)
+    except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
 
 
 def _process_gone(record: dict[str, Any]) -> bool:
@@ -93,9 +91,11 @@ def finish_attempt(run_dir: str | Path, record: dict[str, Any], attempt: int | N
     one) as the top level, keeping every other attempt in ``attempts``."""
     run_dir = Path(run_dir)
     history = _history(_read(run_dir))
-    started = next((a for a in history if a.get("attempt") == attempt), {}) if attempt is not None else {}
-    final = {**{k: started[k] for k in ("started_at", "pid", "host") if k in started}, **record,
-             "attempt": attempt if attempt is not None else len(history) + 1, "ended_at": _now()}
+    started: dict[str, Any] = {}
+    if attempt is not None:
+        started = next((a for a in history if a.get("attempt") == attempt), started)
+    kept: dict[str, Any] = {k: started[k] for k in ("started_at", "pid", "host") if k in started}
+    final = {**kept, **record, "attempt": attempt if attempt is not None else len(history) + 1, "ended_at": _now()}
     history = [a for a in history if a.get("attempt") != final["attempt"]] + [final]
     history.sort(key=lambda a: int(a.get("attempt") or 0))
     return write_metrics_file(run_dir, {**final, "attempts": history})

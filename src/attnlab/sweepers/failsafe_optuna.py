@@ -1,7 +1,7 @@
 """Optuna sweeps that record a failed trial as failed and go on.
 
 hydra-optuna-sweeper 1.3 tells Optuna each job's return value. A job that failed returns nan
-(``attnlab.train.run_job`` records the error and returns nan so that a sweep goes on), and the
+(``attnlab.cli.train.run_job`` records the error and returns nan so that a sweep goes on), and the
 plugin's own error path then calls ``study.tell(state=FAIL, values=[nan])``, which Optuna refuses
 ("Values were told ...") and the whole study crashes. This sweeper puts a thin wrapper around the
 plugin's launcher: a job whose value is nan or missing comes back to the plugin as a *failed* job,
@@ -35,7 +35,7 @@ class TrialFailed(RuntimeError):
 
 def _job_dir(ret: JobReturn) -> Path | None:
     try:
-        return Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
+        return Path(str(ret.hydra_cfg.hydra.runtime.output_dir))  # type: ignore[union-attr]  # None: caught below
     except Exception:  # noqa: BLE001 - a JobReturn from another launcher may lack it
         return None
 
@@ -133,7 +133,8 @@ class FailSafeOptunaSweeper(Sweeper):
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self.optuna.setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.optuna.sweeper.launcher = _FailureAwareLauncher(self.optuna.sweeper.launcher)
+        # A wrapper, not a Launcher subclass: everything but launch() goes to the plugin's own launcher.
+        self.optuna.sweeper.launcher = _FailureAwareLauncher(self.optuna.sweeper.launcher)  # type: ignore[assignment]
 
     def sweep(self, arguments: list[str]) -> Any:
         impl = self.optuna.sweeper

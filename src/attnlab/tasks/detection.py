@@ -29,7 +29,7 @@ from attnlab.evaluation.coco_scoring import EVAL_BACKENDS, STAT_NAMES
 from attnlab.models.detector import build_detector
 from attnlab.tasks.base import TaskModule
 from attnlab.tasks.detection_media import detection_images, query_position
-from attnlab.utils.plain import plain
+from attnlab.plain import plain
 
 __all__ = ["DetectionTask"]
 

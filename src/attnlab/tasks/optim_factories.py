@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from attnlab.runs.trusted_targets import check_target, locate_trusted
-from attnlab.utils.plain import plain
+from attnlab.plain import plain
 
 __all__ = ["config_to_factory", "factory_to_config"]
 

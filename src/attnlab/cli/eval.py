@@ -5,7 +5,7 @@ so the same datamodule is rebuilt and the task is restored with ``load_from_chec
 is read with ``torch.load(weights_only=True)`` and its config is untrusted: only allow-listed
 ``_target_``s are instantiated from it (:mod:`attnlab.runs.trusted_targets`). Task overrides
 (``model=``, ``data=``, ``experiment=``, ``attention=``) are taken as ``train.py`` takes them and
-checked against the checkpoint (:mod:`attnlab.eval_overrides`).
+checked against the checkpoint (:mod:`attnlab.cli.eval_overrides`).
 """
 
 from __future__ import annotations
@@ -13,29 +13,33 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import hydra
 from omegaconf import DictConfig
 
 from attnlab.errors import AttnlabError, ConfigError
 from attnlab.project import config_dir, ensure_project_root_env
+from attnlab.runs.metrics_file import to_float, write_metrics_file
 from attnlab.runs.run_dir import register_resolvers
-from attnlab.utils.metrics_file import to_float, write_metrics_file
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 log = logging.getLogger(__name__)
 
 register_resolvers()
 
 
-def _task_class(run_cfg: dict[str, Any], ckpt_path: Path) -> type:
+def _task_class(run_cfg: dict[str, Any], ckpt_path: Path) -> type[pl.LightningModule]:
     """The LightningModule class the checkpoint's config names (allow-listed ``_target_`` only)."""
     import pytorch_lightning as pl
 
     from attnlab.runs.trusted_targets import locate_trusted
 
     target = (run_cfg.get("model") or {}).get("_target_")
-    task_cls = locate_trusted(target, "model._target_", f"config stored in {ckpt_path}")
+    # cast: locate_trusted refuses whatever is not an allow-listed string, None included.
+    task_cls = locate_trusted(cast(str, target), "model._target_", f"config stored in {ckpt_path}")
     if not (isinstance(task_cls, type) and issubclass(task_cls, pl.LightningModule)):
         raise ConfigError(f"{ckpt_path}: model._target_={target!r} is not a LightningModule.")
     return task_cls
@@ -43,11 +47,11 @@ def _task_class(run_cfg: dict[str, Any], ckpt_path: Path) -> type:
 
 def evaluate(cfg: DictConfig) -> dict[str, float | None]:
     """Restore the task from ``cfg.ckpt_path``, run the ``cfg.split`` split, return its metrics."""
-    from attnlab.config_check import check_config_types
-    from attnlab.eval_overrides import check_task_overrides, data_config, model_overrides
+    from attnlab.cli.config_check import check_config_types
+    from attnlab.cli.eval_overrides import check_task_overrides, data_config, model_overrides
     from attnlab.runs.checkpoint_io import load_checkpoint, read_run_config
+    from attnlab.runs.run_info import hydra_choices
     from attnlab.runs.trusted_targets import check_config_targets
-    from attnlab.utils.run_info import hydra_choices
 
     ckpt_path = Path(str(cfg.ckpt_path))
     if not ckpt_path.is_file():
@@ -68,10 +72,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float | None]:
 
     import pytorch_lightning as pl
 
-    from attnlab.train import _set_threads
-    from attnlab.utils.instantiate import instantiate_component
+    from attnlab.cli.instantiate import instantiate_component
+    from attnlab.cli.threads import set_threads
 
-    _set_threads(cfg)
+    set_threads(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     model = task_cls.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     model.hparams.update(settings)
@@ -107,7 +111,7 @@ def _hydra_entry(cfg: DictConfig) -> Any:
 
 def main() -> None:
     """Console entry point (``attnlab-eval``, ``python eval.py``)."""
-    from attnlab.cli_help import print_fast_help
+    from attnlab.cli.help import print_fast_help
 
     ensure_project_root_env()
     if print_fast_help("eval", sys.argv[1:], config_dir()):

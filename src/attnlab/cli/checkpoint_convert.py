@@ -5,7 +5,9 @@ objects and numpy's RNG state as a pickled array. The converted file holds the s
 optimizer, scheduler, loop and callback states, with those entries as plain data: the partials as
 ``{"_target_": ..., **keywords}`` dicts (what the tasks store now), arrays as tensors. Reading the
 old file runs the code it names, so ``scripts/convert_checkpoint.py`` asks the user to confirm
-that they trust it; the result is checked to load safely before it is written.
+that they trust it; the result is checked to load safely before it is written. It sits in
+``cli/`` rather than ``runs/`` because it turns partials into the tasks' own config dicts, and
+``runs/`` sits below ``tasks/``.
 """
 
 from __future__ import annotations

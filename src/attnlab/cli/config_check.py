@@ -101,7 +101,9 @@ def _parameters(target: Any) -> tuple[dict[str, tuple[inspect.Parameter, Callabl
     """``{name: (parameter, the function declaring it)}`` of a class or function, following
     ``**kwargs`` into base classes; and whether unknown keywords are still accepted."""
     found: dict[str, tuple[inspect.Parameter, Callable[..., Any]]] = {}
-    chain = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
+    chain = [target]
+    if isinstance(target, type):
+        chain = [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
     for func in chain:
         try:
             params = inspect.signature(func).parameters

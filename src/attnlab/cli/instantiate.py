@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from hydra.utils import instantiate
@@ -20,19 +21,31 @@ def instantiate_component(node: DictConfig, **kwargs: Any) -> Any:
         raise ValueError(f"config node has no _target_: {OmegaConf.to_yaml(node)}")
     # Resolve against the whole config first: a detached copy could not see ${paths...} any more.
     plain = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(plain, dict), "a DictConfig gives a dict"
     clean = OmegaConf.create({k: v for k, v in plain.items() if k not in META_KEYS})
     return instantiate(clean, **kwargs)
 
 
-def instantiate_callbacks(node: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of the ``callbacks`` group that has a ``_target_`` (null entries are off)."""
+def instantiate_callbacks(node: DictConfig | None, supplied: Mapping[str, Any] | None = None) -> list[Any]:
+    """Instantiate every entry of the ``callbacks`` group that has a ``_target_`` (null entries are off).
+
+    An argument the config leaves to the run (``config: ???``) is taken from ``supplied`` by name;
+    one that ``supplied`` lacks stays missing, and Hydra says which.
+    """
     callbacks: list[Any] = []
     if not node:
         return callbacks
+    supplied = supplied or {}
     for name, cb_conf in node.items():
         if isinstance(cb_conf, DictConfig) and "_target_" in cb_conf:
             log.debug("Instantiating callback %s <%s>", name, cb_conf._target_)
-            callbacks.append(instantiate(cb_conf))
+            given = {str(k): supplied[str(k)] for k in cb_conf if OmegaConf.is_missing(cb_conf, k) and k in supplied}
+            if given:
+                # Handed to the constructor as they are: through Hydra, a dict holding `_target_`s
+                # (the run's config) would be instantiated and arrive as config nodes.
+                callbacks.append(instantiate(cb_conf, _partial_=True)(**given))
+            else:
+                callbacks.append(instantiate(cb_conf))
     return callbacks
 
 
@@ -45,7 +58,7 @@ def instantiate_loggers(node: DictConfig | None, **wandb_kwargs: Any) -> list[An
         if not (isinstance(lg_conf, DictConfig) and "_target_" in lg_conf):
             continue
         if "WandbLogger" in str(lg_conf._target_):
-            from attnlab.utils.wandb_setup import wandb_logger_kwargs
+            from attnlab.runs.wandb_setup import wandb_logger_kwargs
 
             loggers.append(instantiate(lg_conf, **wandb_logger_kwargs(lg_conf, **wandb_kwargs)))
         else:

@@ -103,5 +103,7 @@ def model_overrides(cfg: DictConfig, task_cls: type) -> dict[str, Any]:
                 f"{key}: the model comes from the checkpoint; at evaluation only its decoding and scoring "
                 f"settings can change ({', '.join('model.' + k for k in allowed) or 'none for this task'})."
             )
-        out[sub] = OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, key)}), resolve=True)["v"]
+        # Wrapped in a node so that a scalar and a container resolve alike; a dict node gives a dict back.
+        resolved = OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, key)}), resolve=True)
+        out[sub] = resolved["v"] if isinstance(resolved, dict) else None
     return out

@@ -5,7 +5,6 @@ has it, tables and plots in ``<sweep>/comparison/`` and the whole comparison as 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,13 @@ log = logging.getLogger(__name__)
 
 def collect_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job's ``metrics.json`` under ``sweep_dir`` (one folder per job), in job order."""
-    from attnlab.utils.metrics_file import METRICS_FILE, read_metrics_file
+    from attnlab.runs.metrics_file import read_metrics_file, sweep_metrics_files
 
     rows = []
-    for path in sorted(sweep_dir.glob(f"*/{METRICS_FILE}"), key=lambda p: (len(p.parent.name), p.parent.name)):
+    for path in sweep_metrics_files(sweep_dir):
         try:
-            rec = read_metrics_file(path.parent)
-        except (OSError, json.JSONDecodeError) as exc:
+            rec = read_metrics_file(path)
+        except (OSError, ValueError) as exc:
             rec = {"status": "unreadable", "error": str(exc)}
         rec["job"] = path.parent.name
         rows.append(rec)

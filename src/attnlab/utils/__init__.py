@@ -1,1 +1,0 @@
-"""Run plumbing shared by train and eval: instantiation, logging set-up, run naming, config printing."""
