@@ -49,7 +49,9 @@ def cases_for(settings: BenchSettings) -> tuple[list[dict[str, Any]], list[str]]
     for b, tq, tk, d in sizes:
         tier, size = (tq * tk >= 1024**2) + (tq * tk >= 4096**2), {"B": b, "Tq": tq, "Tk": tk, "D": d}
 
-        def case(name: str, impl: str, kind: str, timing: tuple[int, int], **extra: Any) -> dict[str, Any]:
+        def case(
+            name: str, impl: str, kind: str, timing: tuple[int, int], size: dict[str, int] = size, **extra: Any
+        ) -> dict[str, Any]:
             return {
                 "name": name,
                 "impl": impl,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,10 +55,8 @@ def run_process(
     except subprocess.TimeoutExpired:
         done = None
     seconds = time.perf_counter() - start
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group may be gone already
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
     return seconds, done, spawned
 

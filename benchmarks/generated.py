@@ -92,7 +92,7 @@ def _annotation_lines(rng: np.random.Generator, n_anns: int, sizes: np.ndarray, 
     pick = rng.integers(0, len(pool), n_anns)
     lines = []
     for k in range(n_anns):
-        seg = '{"counts":[12,30,8,400],"size":[%d,%d]}' % (h_img[k], w_img[k]) if crowd[k] else pool[pick[k]]
+        seg = f'{{"counts":[12,30,8,400],"size":[{h_img[k]},{w_img[k]}]}}' if crowd[k] else pool[pick[k]]
         lines.append(
             f'{{"segmentation":{seg},"area":{bw[k] * bh[k] * 0.6:.3f},"iscrowd":{int(crowd[k])},'
             f'"image_id":{image_ids[k]},"bbox":[{x[k]:.2f},{y[k]:.2f},{bw[k]:.2f},{bh[k]:.2f}],'

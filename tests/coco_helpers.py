@@ -26,7 +26,9 @@ def write_image(path: Path, width: int, height: int, seed: int = 0) -> None:
     Image.fromarray(pixels).save(path)
 
 
-def write_split(root: Path, images_dir: str, ann_file: str, images: list[dict], anns: list[dict], cats: list[dict]) -> Path:
+def write_split(
+    root: Path, images_dir: str, ann_file: str, images: list[dict], anns: list[dict], cats: list[dict]
+) -> Path:
     for k, img in enumerate(images):
         write_image(root / images_dir / img["file_name"], img["width"], img["height"], seed=k)
     path = root / ann_file
@@ -36,8 +38,14 @@ def write_split(root: Path, images_dir: str, ann_file: str, images: list[dict], 
 
 
 def ann(aid: int, image_id: int, cat: int, bbox: list[float], iscrowd: int = 0, area: float | None = None) -> dict:
-    return {"id": aid, "image_id": image_id, "category_id": cat, "bbox": bbox, "iscrowd": iscrowd,
-            "area": bbox[2] * bbox[3] if area is None else area}
+    return {
+        "id": aid,
+        "image_id": image_id,
+        "category_id": cat,
+        "bbox": bbox,
+        "iscrowd": iscrowd,
+        "area": bbox[2] * bbox[3] if area is None else area,
+    }
 
 
 # Roboflow-style categories: id 0 is the unused supercategory.

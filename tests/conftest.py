@@ -76,7 +76,17 @@ def tiny_translation_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from .helpers import TINY_TRANSLATION, compose_train
 
     tmp = tmp_path_factory.mktemp("tiny_translation_run")
-    cfg = compose_train(["debug=limit", "trainer.max_epochs=1", "logger=[]", "test=false", "extras.print_config=false",
-                         "callbacks.rich_progress_bar=null", *TINY_TRANSLATION], tmp)
+    cfg = compose_train(
+        [
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "logger=[]",
+            "test=false",
+            "extras.print_config=false",
+            "callbacks.rich_progress_bar=null",
+            *TINY_TRANSLATION,
+        ],
+        tmp,
+    )
     train(cfg)
     return tmp / "run" / "checkpoints" / "last.ckpt"

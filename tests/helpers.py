@@ -18,12 +18,23 @@ CONF = REPO / "conf"
 
 # Tiny but real data: a few hundred generated sentence pairs / shapes images.
 TINY_TRANSLATION = [
-    "data.n_train=240", "data.n_val=24", "data.n_test=24", "data.batch_size=16", "data.eval_batch_size=24",
-    "data.max_len=20", "model.beam_size=2", "model.max_len_a=1.0", "model.max_len_b=4",
+    "data.n_train=240",
+    "data.n_val=24",
+    "data.n_test=24",
+    "data.batch_size=16",
+    "data.eval_batch_size=24",
+    "data.max_len=20",
+    "model.beam_size=2",
+    "model.max_len_a=1.0",
+    "model.max_len_b=4",
 ]
 TINY_DETECTION = [
-    "experiment=detection", "data.synthetic.n_train=12", "data.synthetic.n_val=4", "data.synthetic.n_test=4",
-    "data.batch_size=4", "data.num_workers=0",
+    "experiment=detection",
+    "data.synthetic.n_train=12",
+    "data.synthetic.n_val=4",
+    "data.synthetic.n_test=4",
+    "data.batch_size=4",
+    "data.num_workers=0",
 ]
 
 
@@ -69,12 +80,14 @@ def inspect_wandb_run(run_dir: Path) -> dict[str, Any]:
     import shutil
 
     exe = shutil.which("wandb") or str(Path(sys.executable).parent / "wandb")
-    proc = subprocess.run([exe, "leet", "inspect", "--summary", "--json", str(run_dir)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [exe, "leet", "inspect", "--summary", "--json", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    stream = subprocess.run([exe, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
-                            timeout=120)
+    stream = subprocess.run(
+        [exe, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
     for line in stream.stdout.splitlines():
         record = json.loads(line)
         if record.get("type") == "run":

@@ -37,8 +37,7 @@ ATOL = 1e-5
 #   "atol"/"rtol": two computations of the same context / weights agree within 0.05 + 0.05 * |x|
 #             (different roundings of the projections, SDPA's bf16 kernel vs the explicit path).
 PRECISIONS = ("fp32", "bf16")
-TOLERANCES = {"fp32": {"sum": ATOL, "atol": ATOL, "rtol": 1e-4},
-              "bf16": {"sum": 2e-2, "atol": 5e-2, "rtol": 5e-2}}
+TOLERANCES = {"fp32": {"sum": ATOL, "atol": ATOL, "rtol": 1e-4}, "bf16": {"sum": 2e-2, "atol": 5e-2, "rtol": 5e-2}}
 
 
 def autocast(precision: str) -> contextlib.AbstractContextManager:
@@ -51,6 +50,7 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
 def close(actual: torch.Tensor, expected: torch.Tensor, precision: str) -> None:
     tol = TOLERANCES[precision]
     torch.testing.assert_close(actual.float(), expected.float(), atol=tol["atol"], rtol=tol["rtol"])
+
 
 PROPERTY_SETTINGS = settings(
     max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
@@ -107,9 +107,7 @@ def _valid_mask(mask: torch.Tensor | None, batch: int, num_keys: int) -> torch.T
 
 def _copy_to_torch_mha(ours: MultiHeadAttention) -> nn.MultiheadAttention:
     """A torch.nn.MultiheadAttention with our parameters (needs Dq == embed dim)."""
-    ref = nn.MultiheadAttention(
-        ours.out_dim, ours.num_heads, kdim=ours.key_dim, vdim=ours.value_dim, batch_first=True
-    )
+    ref = nn.MultiheadAttention(ours.out_dim, ours.num_heads, kdim=ours.key_dim, vdim=ours.value_dim, batch_first=True)
     with torch.no_grad():
         if ref._qkv_same_embed_dim:
             ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
@@ -153,8 +151,7 @@ def test_interface_properties(kind: str, precision: str, data: st.DataObject) ->
     assert (weights[~keep] == 0).all(), "a masked key must get exactly zero weight"
     has_key = valid.any(dim=-1)  # (B,)
     sums = weights.float().sum(dim=-1)  # (B, Tq)
-    torch.testing.assert_close(sums[has_key], torch.ones_like(sums[has_key]), atol=TOLERANCES[precision]["sum"],
-                               rtol=0)
+    torch.testing.assert_close(sums[has_key], torch.ones_like(sums[has_key]), atol=TOLERANCES[precision]["sum"], rtol=0)
     # Every key masked: zero weights and zero context, not NaN.
     assert (weights[~has_key] == 0).all()
     assert (context[~has_key] == 0).all()

@@ -66,8 +66,14 @@ def test_every_entry_point_refuses_a_crafted_checkpoint(tmp_path: Path, entry: s
     args = {
         "eval": ["eval.py", f"ckpt_path={path}", logs, f"hydra.run.dir={tmp_path / 'e'}"],
         "translate": [str(REPO / "scripts" / "translate.py"), f"ckpt_path={path}", "a sentence ."],
-        "train_resume": ["train.py", f"ckpt_path={path}", logs, f"hydra.run.dir={tmp_path / 'r'}", "logger=[]",
-                         *TINY_TRANSLATION],
+        "train_resume": [
+            "train.py",
+            f"ckpt_path={path}",
+            logs,
+            f"hydra.run.dir={tmp_path / 'r'}",
+            "logger=[]",
+            *TINY_TRANSLATION,
+        ],
     }[entry]
     proc = run_script(args, timeout=300)
     out = proc.stdout + proc.stderr
@@ -95,7 +101,10 @@ def test_checkpoints_we_write_load_with_weights_only(translation_ckpt: Path) -> 
 
 def test_factories_only_name_allow_listed_targets() -> None:
     assert factory_to_config(functools.partial(torch.optim.AdamW, lr=0.1, betas=(0.9, 0.98)), "optimizer") == {
-        "_target_": "torch.optim.adamw.AdamW", "lr": 0.1, "betas": [0.9, 0.98]}
+        "_target_": "torch.optim.adamw.AdamW",
+        "lr": 0.1,
+        "betas": [0.9, 0.98],
+    }
     for bad in ({"_target_": "os.system", "command": "touch x"}, functools.partial(os.system, command="touch x")):
         with pytest.raises(ConfigError, match=r"optimizer._target_='(os|posix).system'"):
             factory_to_config(bad, "optimizer")
@@ -111,8 +120,10 @@ def test_checkpoint_config_with_a_foreign_target_is_refused_by_eval(translation_
     checkpoint["attnlab_config"]["config"]["data"]["extra"] = {"_target_": "os.system", "command": f"touch {marker}"}
     edited = tmp_path / "edited.ckpt"
     torch.save(checkpoint, edited)
-    proc = run_script(["eval.py", f"ckpt_path={edited}", f"paths.log_dir={tmp_path / 'logs'}",
-                       f"hydra.run.dir={tmp_path / 'e'}"], timeout=300)
+    proc = run_script(
+        ["eval.py", f"ckpt_path={edited}", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={tmp_path / 'e'}"],
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
     assert "data.extra._target_='os.system'" in out and "edited.ckpt" in out, out[-3000:]
@@ -145,7 +156,8 @@ def test_resume_refuses_a_tampered_overrides_yaml(translation_ckpt: Path, tmp_pa
     ckpt.write_bytes(translation_ckpt.read_bytes())
     marker = tmp_path / "OVERRIDE_RAN"
     (run_dir / ".hydra" / "overrides.yaml").write_text(
-        json.dumps([f"+callbacks.evil={{_target_: os.system, command: 'touch {marker}'}}"]))
+        json.dumps([f"+callbacks.evil={{_target_: os.system, command: 'touch {marker}'}}"])
+    )
     proc = run_script(["train.py", f"ckpt_path={ckpt}"], timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "os.system" in out and "overrides.yaml" in out, out[-3000:]
@@ -180,8 +192,11 @@ def test_an_old_checkpoint_says_how_to_convert_and_the_converter_makes_it_load(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "old.ckpt.pickled").is_file()
     converted = load_checkpoint(old)
-    assert converted["hyper_parameters"]["optimizer"] == {"_target_": "torch.optim.adamw.AdamW", "lr": 0.003,
-                                                          "weight_decay": 0.01}
+    assert converted["hyper_parameters"]["optimizer"] == {
+        "_target_": "torch.optim.adamw.AdamW",
+        "lr": 0.003,
+        "weight_decay": 0.01,
+    }
     reference = torch.load(translation_ckpt, weights_only=True)
     for name, tensor in reference["state_dict"].items():
         assert torch.equal(converted["state_dict"][name], tensor), name

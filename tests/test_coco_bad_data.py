@@ -125,8 +125,12 @@ def test_verification_is_remembered_and_automatic_only_for_small_splits(
 
 
 def _empty_val(root: Path) -> Path:
-    generate_shapes_coco(root, ShapesConfig(n_train=8, n_val=4, n_test=4, image_size=64, min_object_size=12,
-                                            max_object_size=30, max_objects=3))
+    generate_shapes_coco(
+        root,
+        ShapesConfig(
+            n_train=8, n_val=4, n_test=4, image_size=64, min_object_size=12, max_object_size=30, max_objects=3
+        ),
+    )
     val_json = root / "annotations" / "instances_val.json"
     data = json.loads(val_json.read_text())
     data["annotations"] = []
@@ -141,9 +145,18 @@ def _task(dm: CocoDataModule):
 
     return DetectionTask(
         attention={"kind": "none"},
-        net=dict(min_size=64, max_size=64, fpn_channels=32, small_cnn_widths=[8, 16, 32, 32], small_cnn_depth=1,
-                 attention_levels=[]),
-        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3), scheduler=None, **dm.model_kwargs())
+        net=dict(
+            min_size=64,
+            max_size=64,
+            fpn_channels=32,
+            small_cnn_widths=[8, 16, 32, 32],
+            small_cnn_depth=1,
+            attention_levels=[],
+        ),
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        scheduler=None,
+        **dm.model_kwargs(),
+    )
 
 
 class _Steps(pl.Callback):
@@ -155,17 +168,26 @@ class _Steps(pl.Callback):
 
 
 def _fit(dm: CocoDataModule, callbacks: list[pl.Callback]) -> pl.Trainer:
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, accelerator="cpu", logger=False, callbacks=callbacks,
-                         enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        accelerator="cpu",
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(_task(dm), datamodule=dm)
     return trainer
 
 
 def test_empty_val_split_is_an_error_when_its_metric_is_monitored(tmp_path: Path) -> None:
     val_json = _empty_val(tmp_path / "shapes")
-    dm = CocoDataModule(root=str(tmp_path / "shapes"), splits=DEFAULT_SPLITS, image_size=64, batch_size=4,
-                        num_workers=0)
+    dm = CocoDataModule(
+        root=str(tmp_path / "shapes"), splits=DEFAULT_SPLITS, image_size=64, batch_size=4, num_workers=0
+    )
     steps = _Steps()
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/map", mode="max")
     with pytest.raises(DataError) as err:
@@ -175,10 +197,13 @@ def test_empty_val_split_is_an_error_when_its_metric_is_monitored(tmp_path: Path
     assert steps.steps == 0  # raised before training started
 
 
-def test_empty_val_split_is_a_warning_when_nothing_monitors_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_empty_val_split_is_a_warning_when_nothing_monitors_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     val_json = _empty_val(tmp_path / "shapes")
-    dm = CocoDataModule(root=str(tmp_path / "shapes"), splits=DEFAULT_SPLITS, image_size=64, batch_size=4,
-                        num_workers=0)
+    dm = CocoDataModule(
+        root=str(tmp_path / "shapes"), splits=DEFAULT_SPLITS, image_size=64, batch_size=4, num_workers=0
+    )
     caplog.set_level(logging.WARNING, logger="attnlab.data.coco")
     steps = _Steps()
     trainer = _fit(dm, [steps])
@@ -190,12 +215,16 @@ def test_coco_eval_rejects_detections_of_unknown_categories(tmp_path: Path, caps
     """``scripts/coco_eval.py GT DETS`` (its ``main``, in process: the script is one call to it)."""
     from attnlab.evaluation.coco_eval import main
 
-    gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
-          "annotations": [ann(1, 1, 3, [10, 10, 30, 30])],
-          "categories": [{"id": 3, "name": "cat"}]}
-    dets = [{"image_id": 1, "category_id": 3, "bbox": [10, 10, 30, 30], "score": 0.9},
-            {"image_id": 1, "category_id": 17, "bbox": [10, 10, 30, 30], "score": 0.8},
-            {"image_id": 1, "category_id": 4, "bbox": [50, 50, 10, 10], "score": 0.5}]
+    gt = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [ann(1, 1, 3, [10, 10, 30, 30])],
+        "categories": [{"id": 3, "name": "cat"}],
+    }
+    dets = [
+        {"image_id": 1, "category_id": 3, "bbox": [10, 10, 30, 30], "score": 0.9},
+        {"image_id": 1, "category_id": 17, "bbox": [10, 10, 30, 30], "score": 0.8},
+        {"image_id": 1, "category_id": 4, "bbox": [50, 50, 10, 10], "score": 0.5},
+    ]
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "dets.json").write_text(json.dumps(dets))
     assert main([str(tmp_path / "gt.json"), str(tmp_path / "dets.json")]) == 1
@@ -208,13 +237,26 @@ def test_coco_eval_rejects_detections_of_unknown_categories(tmp_path: Path, caps
 
 def test_a_generated_set_is_never_replaced_under_a_running_job(tmp_path: Path) -> None:
     root = tmp_path / "data" / "shapes_coco"
-    first = CocoDataModule(root=str(root), default_root=str(root), splits=DEFAULT_SPLITS, synthetic=TINY,
-                           image_size=None, num_workers=0, hflip_prob=0.0)  # pixels compared below: no flip
+    first = CocoDataModule(
+        root=str(root),
+        default_root=str(root),
+        splits=DEFAULT_SPLITS,
+        synthetic=TINY,
+        image_size=None,
+        num_workers=0,
+        hflip_prob=0.0,
+    )  # pixels compared below: no flip
     first.prepare_data()
     first.setup("fit")
     # Another run with other settings starts while the first one trains.
-    second = CocoDataModule(root=str(root), default_root=str(root), splits=DEFAULT_SPLITS,
-                            synthetic={**TINY, "seed": 1}, image_size=None, num_workers=0)
+    second = CocoDataModule(
+        root=str(root),
+        default_root=str(root),
+        splits=DEFAULT_SPLITS,
+        synthetic={**TINY, "seed": 1},
+        image_size=None,
+        num_workers=0,
+    )
     second.prepare_data()
     second.setup("fit")
     reference = tmp_path / "reference"
@@ -232,8 +274,9 @@ def test_an_unwritable_default_root_names_the_folder_and_the_key(tmp_path: Path)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     root = blocker / "shapes_coco"
-    dm = CocoDataModule(root=str(root), default_root=str(root), splits=DEFAULT_SPLITS, synthetic=TINY,
-                        image_size=None, num_workers=0)
+    dm = CocoDataModule(
+        root=str(root), default_root=str(root), splits=DEFAULT_SPLITS, synthetic=TINY, image_size=None, num_workers=0
+    )
     with pytest.raises(DataError) as err:
         dm.prepare_data()
     assert str(root) in str(err.value) and "data.default_root" in str(err.value)
@@ -258,8 +301,16 @@ print(json.dumps({"root": str(dm.data_root()), "train_images": len(dm.split("tra
 def test_two_runs_with_different_settings_at_once_both_work(tmp_path: Path) -> None:
     root = tmp_path / "shapes_coco"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
-    procs = [subprocess.Popen([sys.executable, "-c", _RUN, str(root), str(seed), str(n)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for seed, n in ((0, 60), (1, 40), (0, 60))]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RUN, str(root), str(seed), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for seed, n in ((0, 60), (1, 40), (0, 60))
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
     results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]

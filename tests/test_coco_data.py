@@ -115,8 +115,9 @@ def test_default_root_is_generated_and_batches_have_the_documented_format(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = tmp_path / "data" / "shapes_coco"
-    dm = CocoDataModule(root=str(root), default_root=str(root), splits=DEFAULT_SPLITS, synthetic=TINY,
-                        image_size=96, batch_size=4)
+    dm = CocoDataModule(
+        root=str(root), default_root=str(root), splits=DEFAULT_SPLITS, synthetic=TINY, image_size=96, batch_size=4
+    )
     caplog.set_level(logging.INFO, logger="attnlab.data.coco")
     dm.prepare_data()
     assert f"generating shapes dataset at {dm.data_root()}" in caplog.text
@@ -129,8 +130,11 @@ def test_default_root_is_generated_and_batches_have_the_documented_format(
     assert "generating" not in caplog.text
 
     dm.setup("fit")
-    assert dm.model_kwargs() == {"num_classes": 4, "class_names": ["circle", "square", "triangle"],
-                                 "category_ids": [1, 2, 3]}
+    assert dm.model_kwargs() == {
+        "num_classes": 4,
+        "class_names": ["circle", "square", "triangle"],
+        "category_ids": [1, 2, 3],
+    }
     images, targets = next(iter(dm.train_dataloader()))
     assert len(images) == len(targets) == 4
     for img, t in zip(images, targets):
@@ -159,8 +163,9 @@ def test_default_root_is_generated_and_batches_have_the_documented_format(
 
     # Changed generator settings at the default root: a set of its own, the first one left as it was.
     caplog.clear()
-    dm2 = CocoDataModule(root=str(root), default_root=str(root), splits=DEFAULT_SPLITS,
-                         synthetic={**TINY, "n_train": 6})
+    dm2 = CocoDataModule(
+        root=str(root), default_root=str(root), splits=DEFAULT_SPLITS, synthetic={**TINY, "n_train": 6}
+    )
     dm2.prepare_data()
     assert f"generating shapes dataset at {dm2.data_root()}" in caplog.text and dm2.data_root() != dm.data_root()
     assert len(json.loads((dm2.data_root() / "annotations" / "instances_train.json").read_text())["images"]) == 6
@@ -174,7 +179,12 @@ def test_missing_user_root_is_an_error_and_nothing_is_generated(tmp_path: Path) 
     with pytest.raises(DataError) as err:
         dm.prepare_data()
     msg = str(err.value)
-    assert str(user) in msg and "does not exist" in msg and "data.root" in msg and "only created for the default root" in msg
+    assert (
+        str(user) in msg
+        and "does not exist" in msg
+        and "data.root" in msg
+        and "only created for the default root" in msg
+    )
     with pytest.raises(DataError, match="does not exist"):
         dm.setup("fit")
     assert not user.exists() and not default.exists()
@@ -255,7 +265,12 @@ def test_test_split_null_means_val(tmp_path: Path, caplog: pytest.LogCaptureFixt
 
 
 def test_label_mapping_round_trip_with_sparse_category_ids(tmp_path: Path) -> None:
-    cats = [{"id": 17, "name": "zebra"}, {"id": 3, "name": "ant"}, {"id": 90, "name": "unused"}, {"id": 5, "name": "bee"}]
+    cats = [
+        {"id": 17, "name": "zebra"},
+        {"id": 3, "name": "ant"},
+        {"id": 90, "name": "unused"},
+        {"id": 5, "name": "bee"},
+    ]
     images = [{"id": 7, "file_name": "x.png", "width": 50, "height": 40}]
     anns = [ann(1, 7, 17, [1, 1, 10, 10]), ann(2, 7, 3, [20, 5, 10, 10]), ann(3, 7, 5, [5, 20, 30, 15])]
     path = write_split(tmp_path, "imgs", "ann.json", images, anns, cats)
@@ -268,9 +283,11 @@ def test_label_mapping_round_trip_with_sparse_category_ids(tmp_path: Path) -> No
     rec = split.record(0)
     # labels -> dataset category ids recovers each annotation's category, box for box
     assert [labels.to_dataset_category_id[int(lab)] for lab in rec.labels] == [17, 3, 5]
-    assert split.gt["categories"] == [{"id": 3, "name": "ant", "supercategory": ""},
-                                      {"id": 5, "name": "bee", "supercategory": ""},
-                                      {"id": 17, "name": "zebra", "supercategory": ""}]
+    assert split.gt["categories"] == [
+        {"id": 3, "name": "ant", "supercategory": ""},
+        {"id": 5, "name": "bee", "supercategory": ""},
+        {"id": 17, "name": "zebra", "supercategory": ""},
+    ]
 
 
 def test_val_category_renamed_or_unknown(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -280,7 +297,9 @@ def test_val_category_renamed_or_unknown(tmp_path: Path, caplog: pytest.LogCaptu
     labels = build_label_space(parse_annotation_file(train))
     assert labels.names == ("cat",)  # "dog" has no train annotation
     # A val box of a class the model never learnt is dropped (with a warning), not scored.
-    val = write_split(tmp_path, "imgs", "val.json", images, [ann(1, 1, 2, [1, 1, 10, 10]), ann(2, 1, 1, [20, 5, 10, 10])], cats)
+    val = write_split(
+        tmp_path, "imgs", "val.json", images, [ann(1, 1, 2, [1, 1, 10, 10]), ann(2, 1, 1, [20, 5, 10, 10])], cats
+    )
     split = build_split("val", val, tmp_path / "imgs", labels)
     assert split.stats["unknown_category_dropped"] == 1 and len(split.gt["annotations"]) == 1
     assert "absent from the train label space" in caplog.text
@@ -307,7 +326,9 @@ def test_bad_input_errors_name_the_file(tmp_path: Path) -> None:
     val_json.write_text('{\n  "images": [\n    {"id": 0,, "file_name": "v0.jpg"}\n  ]\n}')
     with pytest.raises(DataError) as err:
         CocoDataModule(root=str(tmp_path), splits=ROBOFLOW_SPLITS).setup("fit")
-    assert str(val_json) in str(err.value) and "not valid JSON" in str(err.value) and "line 3 column 14" in str(err.value)
+    assert (
+        str(val_json) in str(err.value) and "not valid JSON" in str(err.value) and "line 3 column 14" in str(err.value)
+    )
 
     # an annotation pointing at an image id that does not exist
     data = json.loads(good)
@@ -354,8 +375,10 @@ def _compose(tmp_path: Path, overrides: list[str]) -> Any:
     conf = tmp_path / "conf"
     (conf / "data").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "conf" / "data" / "coco.yaml", conf / "data" / "coco.yaml")
-    (conf / "cfg.yaml").write_text(f"defaults:\n  - _self_\n  - data: coco\npaths:\n  data_dir: {tmp_path / 'data'}\n"
-                                   f"  cache_dir: {tmp_path / 'cache'}\n")
+    (conf / "cfg.yaml").write_text(
+        f"defaults:\n  - _self_\n  - data: coco\npaths:\n  data_dir: {tmp_path / 'data'}\n"
+        f"  cache_dir: {tmp_path / 'cache'}\n"
+    )
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         return compose(config_name="cfg", overrides=overrides)
 
@@ -376,12 +399,18 @@ def test_config_default_and_both_layout_recipes_by_overrides_alone(tmp_path: Pat
     # Per-split-folder export (Roboflow), exactly the recipe in conf/data/coco.yaml.
     export = tmp_path / "export"
     make_roboflow_export(export)
-    cfg = _compose(tmp_path, [
-        f"data.root={export}",
-        "data.splits.train.images=train", "data.splits.train.annotations=train/_annotations.coco.json",
-        "data.splits.val.images=valid", "data.splits.val.annotations=valid/_annotations.coco.json",
-        "data.splits.test.images=test", "data.splits.test.annotations=test/_annotations.coco.json",
-    ])
+    cfg = _compose(
+        tmp_path,
+        [
+            f"data.root={export}",
+            "data.splits.train.images=train",
+            "data.splits.train.annotations=train/_annotations.coco.json",
+            "data.splits.val.images=valid",
+            "data.splits.val.annotations=valid/_annotations.coco.json",
+            "data.splits.test.images=test",
+            "data.splits.test.annotations=test/_annotations.coco.json",
+        ],
+    )
     dm = _instantiate(cfg)
     assert not dm.is_default_root()
     dm.prepare_data()
@@ -394,12 +423,17 @@ def test_config_default_and_both_layout_recipes_by_overrides_alone(tmp_path: Pat
     cats = [{"id": 18, "name": "dog", "supercategory": "animal"}]
     for split in ("train2017", "val2017"):
         write_split(coco, split, f"annotations/instances_{split}.json", images, [ann(0, 0, 18, [2, 3, 20, 20])], cats)
-    cfg = _compose(tmp_path, [
-        f"data.root={coco}",
-        "data.splits.train.images=train2017", "data.splits.train.annotations=annotations/instances_train2017.json",
-        "data.splits.val.images=val2017", "data.splits.val.annotations=annotations/instances_val2017.json",
-        "data.splits.test=null",
-    ])
+    cfg = _compose(
+        tmp_path,
+        [
+            f"data.root={coco}",
+            "data.splits.train.images=train2017",
+            "data.splits.train.annotations=annotations/instances_train2017.json",
+            "data.splits.val.images=val2017",
+            "data.splits.val.annotations=annotations/instances_val2017.json",
+            "data.splits.test=null",
+        ],
+    )
     dm = _instantiate(cfg)
     dm.prepare_data()
     dm.setup("test")

@@ -63,8 +63,14 @@ def test_fixture_gives_the_official_figures(backend: str) -> None:
 @pytest.mark.slow  # two fresh interpreters importing torch: ~20 s on a busy 2-core machine
 def test_script_prints_the_official_figures() -> None:
     """scripts/coco_eval.py as a user runs it: JSON with --json, the summary lines without."""
-    cmd = [sys.executable, str(REPO / "scripts" / "coco_eval.py"), str(GT_FILE), str(DT_FILE),
-           "--backend", "faster_coco_eval"]
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "coco_eval.py"),
+        str(GT_FILE),
+        str(DT_FILE),
+        "--backend",
+        "faster_coco_eval",
+    ]
     out = subprocess.run(cmd + ["--json"], capture_output=True, text=True, check=True, timeout=300)
     stats = json.loads(out.stdout)
     assert stats["map"] == pytest.approx(OFFICIAL_FULL["map"], abs=1e-12)
@@ -111,8 +117,14 @@ def _gt(image_ids=(1, 2), ann_ids=(1, 2), cat_id=1) -> dict:
     return {
         "images": [{"id": i, "width": 100, "height": 100} for i in image_ids],
         "annotations": [
-            {"id": a, "image_id": i, "category_id": cat_id, "bbox": [10.0, 10.0, 40.0, 40.0], "area": 1600.0,
-             "iscrowd": 0}
+            {
+                "id": a,
+                "image_id": i,
+                "category_id": cat_id,
+                "bbox": [10.0, 10.0, 40.0, 40.0],
+                "area": 1600.0,
+                "iscrowd": 0,
+            }
             for a, i in zip(ann_ids, image_ids)
         ],
         "categories": [{"id": cat_id, "name": "thing"}],
@@ -159,20 +171,25 @@ def test_labels_map_to_category_ids_and_boxes_convert() -> None:
     gt = _gt(image_ids=(5,), ann_ids=(1,), cat_id=7)
     gt["categories"].append({"id": 3, "name": "other"})
     metric = CocoDetectionMetric(category_ids=[3, 7])  # label 2 -> category 7
-    wrong = {"boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0]]), "scores": torch.tensor([0.95]),
-             "labels": torch.tensor([0])}  # background label: dropped
+    wrong = {
+        "boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0]]),
+        "scores": torch.tensor([0.95]),
+        "labels": torch.tensor([0]),
+    }  # background label: dropped
     metric.update([_perfect(label=2)], [5])
     metric.update([wrong], [5])
     metric.set_ground_truth(gt)
-    assert metric.results() == [{"image_id": 5, "category_id": 7, "bbox": [10.0, 10.0, 40.0, 40.0],
-                                 "score": pytest.approx(0.9)}]
+    assert metric.results() == [
+        {"image_id": 5, "category_id": 7, "bbox": [10.0, 10.0, 40.0, 40.0], "score": pytest.approx(0.9)}
+    ]
     assert float(metric.compute()["map"]) == pytest.approx(1.0)
 
 
 def test_no_detections_at_all() -> None:
     metric = CocoDetectionMetric()
-    metric.update([{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}],
-                  [1])
+    metric.update(
+        [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}], [1]
+    )
     metric.set_ground_truth(_gt())
     stats = metric.compute()
     assert float(stats["map"]) == 0.0 and float(stats["mar_100"]) == 0.0
@@ -182,8 +199,11 @@ def test_no_detections_at_all() -> None:
 def test_a_repeated_image_counts_once() -> None:
     """DistributedSampler pads by repeating images: their detections must not count twice."""
     once, twice = CocoDetectionMetric(category_ids=[1]), CocoDetectionMetric(category_ids=[1])
-    detections = {"boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 90.0, 90.0]]),
-                  "scores": torch.tensor([0.5, 0.9]), "labels": torch.tensor([1, 1])}
+    detections = {
+        "boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 90.0, 90.0]]),
+        "scores": torch.tensor([0.5, 0.9]),
+        "labels": torch.tensor([1, 1]),
+    }
     once.update([detections, _perfect()], [1, 2])
     twice.update([detections, _perfect()], [1, 2])
     twice.update([detections], [1])
@@ -226,8 +246,17 @@ def _ddp_worker(rank: int, world: int, port: int, queue) -> None:
             metric.update([_perfect()], [1])
         else:
             # Rank 1 got image 2 and, as DistributedSampler pads, image 1 again (with a worse box).
-            metric.update([_perfect(), {"boxes": torch.tensor([[0.0, 0.0, 5.0, 5.0]]), "scores": torch.tensor([0.99]),
-                                        "labels": torch.tensor([1])}], [2, 1])
+            metric.update(
+                [
+                    _perfect(),
+                    {
+                        "boxes": torch.tensor([[0.0, 0.0, 5.0, 5.0]]),
+                        "scores": torch.tensor([0.99]),
+                        "labels": torch.tensor([1]),
+                    },
+                ],
+                [2, 1],
+            )
         metric.set_ground_truth(_gt())
         value = float(metric.compute()["map"])
         with metric.sync_context():  # compute() syncs, then restores each rank's own states

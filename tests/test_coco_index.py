@@ -27,8 +27,14 @@ from tests.coco_helpers import ROBOFLOW_SPLITS, ann, make_roboflow_export, write
 
 
 def _dm(root: Path, cache: Path | None, **kwargs) -> CocoDataModule:
-    dm = CocoDataModule(root=str(root), splits=ROBOFLOW_SPLITS, cache_dir=str(cache) if cache else None,
-                        image_size=None, num_workers=0, **kwargs)
+    dm = CocoDataModule(
+        root=str(root),
+        splits=ROBOFLOW_SPLITS,
+        cache_dir=str(cache) if cache else None,
+        image_size=None,
+        num_workers=0,
+        **kwargs,
+    )
     dm.setup("fit")
     return dm
 
@@ -123,8 +129,7 @@ def _build_in_process(root: str, log_file: str, value: int) -> None:
 def test_concurrent_builders_build_once(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("fork")
     log_file = tmp_path / "builds.txt"
-    procs = [ctx.Process(target=_build_in_process, args=(str(tmp_path / "store"), str(log_file), 7))
-             for _ in range(3)]
+    procs = [ctx.Process(target=_build_in_process, args=(str(tmp_path / "store"), str(log_file), 7)) for _ in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -183,18 +188,18 @@ BAD_FILES = {
     "bool image id": '{"images": [{"id": true, "file_name": "a.jpg"}], "annotations": [], "categories": []}',
     "no file_name": '{"images": [{"id": 1}], "annotations": [], "categories": []}',
     "repeated image id": '{"images": [{"id": 1, "file_name": "a"}, {"id": 1, "file_name": "b"}], '
-                         '"annotations": [], "categories": []}',
+    '"annotations": [], "categories": []}',
     "zero width": '{"images": [{"id": 1, "file_name": "a", "width": 0, "height": 5}], "annotations": [], '
-                  '"categories": []}',
+    '"categories": []}',
     "category without name": '{"images": [], "annotations": [], "categories": [{"id": 1}]}',
     "short bbox": '{"images": [{"id": 1, "file_name": "a"}], "categories": [{"id": 1, "name": "c"}], '
-                  '"annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]}',
+    '"annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]}',
     "NaN bbox": '{"images": [{"id": 1, "file_name": "a"}], "categories": [{"id": 1, "name": "c"}], '
-                '"annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 2, NaN, 3]}]}',
+    '"annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 2, NaN, 3]}]}',
     "unknown image": '{"images": [{"id": 1, "file_name": "a"}], "categories": [{"id": 1, "name": "c"}], '
-                     '"annotations": [{"id": 5, "image_id": 9, "category_id": 1, "bbox": [1, 2, 3, 4]}]}',
+    '"annotations": [{"id": 5, "image_id": 9, "category_id": 1, "bbox": [1, 2, 3, 4]}]}',
     "unknown category": '{"images": [{"id": 1, "file_name": "a"}], "categories": [{"id": 1, "name": "c"}], '
-                        '"annotations": [{"id": 5, "image_id": 1, "category_id": 3, "bbox": [1, 2, 3, 4]}]}',
+    '"annotations": [{"id": 5, "image_id": 1, "category_id": 3, "bbox": [1, 2, 3, 4]}]}',
 }
 
 
@@ -210,15 +215,24 @@ def test_fast_reader_keeps_every_reference_error(tmp_path: Path, case: str) -> N
 
 
 def test_string_ids_and_missing_optional_fields(tmp_path: Path) -> None:
-    images = [{"id": "img-a", "file_name": "a.jpg", "width": 40, "height": 30},
-              {"id": "img-b", "file_name": "b.jpg", "width": 40, "height": 30}]
-    anns = [{"image_id": "img-b", "category_id": "dog", "bbox": [1, 2, 10, 10]},  # no id, area, iscrowd
-            ann(7, "img-a", "cat", [0, 0, 5, 5])]
+    images = [
+        {"id": "img-a", "file_name": "a.jpg", "width": 40, "height": 30},
+        {"id": "img-b", "file_name": "b.jpg", "width": 40, "height": 30},
+    ]
+    anns = [
+        {"image_id": "img-b", "category_id": "dog", "bbox": [1, 2, 10, 10]},  # no id, area, iscrowd
+        ann(7, "img-a", "cat", [0, 0, 5, 5]),
+    ]
     cats = [{"id": "cat", "name": "cat"}, {"id": "dog", "name": "dog"}]
     for split in ("train", "valid"):
         write_split(tmp_path, split, f"{split}/_annotations.coco.json", images, anns, cats)
-    dm = CocoDataModule(root=str(tmp_path), splits={**ROBOFLOW_SPLITS, "test": None}, cache_dir=str(tmp_path / "c"),
-                        image_size=None, num_workers=0)
+    dm = CocoDataModule(
+        root=str(tmp_path),
+        splits={**ROBOFLOW_SPLITS, "test": None},
+        cache_dir=str(tmp_path / "c"),
+        image_size=None,
+        num_workers=0,
+    )
     dm.setup("fit")
     assert dm.model_kwargs()["category_ids"] == ["cat", "dog"]
     assert dm.to_dataset_image_id("val") == {1: "img-a", 2: "img-b"}
@@ -260,8 +274,11 @@ def test_bench_coco_sized_file_is_valid_coco_with_links_inside(tmp_path: Path) -
     columns = parse_annotation_file(ann_file)
     assert len(columns.file_names) == 300 and columns.ann_bbox.shape == (2000, 4)
     assert "segmentation" in json.loads(ann_file.read_text())["annotations"][0]
-    splits = {"train": {"images": "images/train", "annotations": "annotations/instances_train.json"},
-              "val": {"images": "images/val", "annotations": "annotations/instances_val.json"}, "test": None}
+    splits = {
+        "train": {"images": "images/train", "annotations": "annotations/instances_train.json"},
+        "val": {"images": "images/val", "annotations": "annotations/instances_val.json"},
+        "test": None,
+    }
     dm = CocoDataModule(root=str(tmp_path), splits=splits, num_workers=0, batch_size=4)
     dm.setup("fit")  # every link resolves inside its images folder; val (20 images) is decoded
     images, targets = next(iter(dm.train_dataloader()))

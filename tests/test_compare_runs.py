@@ -15,8 +15,8 @@ from PIL import Image
 
 from attnlab.compare.aggregate import group_runs
 from attnlab.compare.records import load_records
-from attnlab.runs.test_outputs import write_test_outputs
 from attnlab.runs.metrics_file import write_metrics_file
+from attnlab.runs.test_outputs import write_test_outputs
 
 from .conftest import REPO
 from .helpers import inspect_wandb_run
@@ -31,21 +31,34 @@ def _fake_sweep(root: Path) -> Path:
     for task in ("translation", "detection"):
         for i, kind in enumerate(KINDS):
             if task == "translation":
-                metrics = {"test/bleu": 90.0 - 10 * i, "test/chrf": 95.0 - 5 * i, "val/bleu": 89.0 - 10 * i,
-                           "test/bleu_len_01-10": 95.0 - i, "test/bleu_len_11-20": 90.0 - 5 * i,
-                           "test/bleu_len_21-30": 85.0 - 12 * i, "test/bleu_len_gt20": 84.0 - 12 * i}
+                metrics = {
+                    "test/bleu": 90.0 - 10 * i,
+                    "test/chrf": 95.0 - 5 * i,
+                    "val/bleu": 89.0 - 10 * i,
+                    "test/bleu_len_01-10": 95.0 - i,
+                    "test/bleu_len_11-20": 90.0 - 5 * i,
+                    "test/bleu_len_21-30": 85.0 - 12 * i,
+                    "test/bleu_len_gt20": 84.0 - 12 * i,
+                }
                 monitor = {"metric": "val/bleu", "mode": "max"}
             else:
                 metrics = {"test/map": 0.5 - 0.05 * i, "test/map_50": 0.8 - 0.05 * i, "val/map": 0.45}
                 monitor = {"metric": "val/map", "mode": "max"}
             status = "failed" if (task, kind) == ("detection", "general") else "ok"
-            write_metrics_file(sweep / str(job), {
-                "status": status, "task": task, "run_name": f"{task}-{kind}",
-                "choices": {"attention": kind, "data": "x", "model": "y"}, "monitor": monitor,
-                "metrics": metrics if status == "ok" else {}, "duration_s": 12.5 + job,
-                "hparams": {"model.optimizer.lr": 0.001, "attention.kind": kind},
-                "error": "RuntimeError: boom" if status == "failed" else None,
-            })
+            write_metrics_file(
+                sweep / str(job),
+                {
+                    "status": status,
+                    "task": task,
+                    "run_name": f"{task}-{kind}",
+                    "choices": {"attention": kind, "data": "x", "model": "y"},
+                    "monitor": monitor,
+                    "metrics": metrics if status == "ok" else {},
+                    "duration_s": 12.5 + job,
+                    "hparams": {"model.optimizer.lr": 0.001, "attention.kind": kind},
+                    "error": "RuntimeError: boom" if status == "failed" else None,
+                },
+            )
             job += 1
     return sweep
 
@@ -63,7 +76,10 @@ def test_records_prefer_test_split_and_keep_failures(tmp_path: Path) -> None:
 def _compare(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "compare_runs.py"), *args, "--wandb-dir", str(tmp_path / "wb")],
-        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "WANDB_MODE": "offline"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "WANDB_MODE": "offline"},
     )
 
 
@@ -89,8 +105,17 @@ def _seed_sweep(root: Path) -> Path:
     gt_path = root / "instances_test.json"
     rng = np.random.default_rng(0)
     images = [{"id": 500 + i, "width": 100, "height": 100, "file_name": f"{i}.png"} for i in range(30)]
-    anns = [{"id": i + 1, "image_id": 500 + i, "category_id": 3, "bbox": [10.0, 10.0, 40.0, 40.0], "area": 1600.0,
-             "iscrowd": 0} for i in range(30)]
+    anns = [
+        {
+            "id": i + 1,
+            "image_id": 500 + i,
+            "category_id": 3,
+            "bbox": [10.0, 10.0, 40.0, 40.0],
+            "area": 1600.0,
+            "iscrowd": 0,
+        }
+        for i in range(30)
+    ]
     gt_path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 3, "name": "c"}]}))
     refs = [f"sentence {i} has some words in it ." for i in range(60)]
     job = 0
@@ -101,26 +126,55 @@ def _seed_sweep(root: Path) -> Path:
                 good = kind == "additive"
                 if task == "translation":
                     hyps = [r if good or i % 2 else "sentence ." for i, r in enumerate(refs)]
-                    write_test_outputs(run / "test_outputs", {"task": "translation", "hypotheses": hyps,
-                                                               "references": refs, "bleu_tokenize": "13a"})
+                    write_test_outputs(
+                        run / "test_outputs",
+                        {"task": "translation", "hypotheses": hyps, "references": refs, "bleu_tokenize": "13a"},
+                    )
                     metrics = {"test/bleu": 90.0 + seed if good else 40.0 + seed, "val/bleu": 50.0}
                     monitor = "val/bleu"
                 else:
-                    dets = [{"image_id": a["image_id"], "category_id": 3, "score": float(rng.uniform(0.5, 1)),
-                             "bbox": [10.0, 10.0, 40.0, 40.0] if good or i % 3 else [60.0, 60.0, 30.0, 30.0]}
-                            for i, a in enumerate(anns)]
-                    write_test_outputs(run / "test_outputs", {
-                        "task": "detection", "detections": dets, "annotation_file": str(gt_path),
-                        "image_ids": [img["id"] for img in images], "category_ids": [3], "all_images": True})
+                    dets = [
+                        {
+                            "image_id": a["image_id"],
+                            "category_id": 3,
+                            "score": float(rng.uniform(0.5, 1)),
+                            "bbox": [10.0, 10.0, 40.0, 40.0] if good or i % 3 else [60.0, 60.0, 30.0, 30.0],
+                        }
+                        for i, a in enumerate(anns)
+                    ]
+                    write_test_outputs(
+                        run / "test_outputs",
+                        {
+                            "task": "detection",
+                            "detections": dets,
+                            "annotation_file": str(gt_path),
+                            "image_ids": [img["id"] for img in images],
+                            "category_ids": [3],
+                            "all_images": True,
+                        },
+                    )
                     metrics = {"test/map": 0.9 if good else 0.6 + 0.01 * seed, "val/map": 0.5}
                     monitor = "val/map"
-                metrics.update({"cost/params_total": 1000.0 + (500 if good else 0),
-                                "cost/params_attention": 500.0 if good else 0.0, "cost/steps_per_s": 5.0 + seed,
-                                "cost/test_ms_per_image" if task == "detection" else "cost/test_ms_per_sentence": 2.0})
-                write_metrics_file(run, {
-                    "status": "ok", "task": task, "run_name": f"{task}-{kind}_seed={seed}",
-                    "choices": {"attention": kind, "experiment": task}, "monitor": {"metric": monitor},
-                    "metrics": metrics, "hparams": {"seed": seed, "data.seed": seed, "attention.kind": kind}})
+                metrics.update(
+                    {
+                        "cost/params_total": 1000.0 + (500 if good else 0),
+                        "cost/params_attention": 500.0 if good else 0.0,
+                        "cost/steps_per_s": 5.0 + seed,
+                        "cost/test_ms_per_image" if task == "detection" else "cost/test_ms_per_sentence": 2.0,
+                    }
+                )
+                write_metrics_file(
+                    run,
+                    {
+                        "status": "ok",
+                        "task": task,
+                        "run_name": f"{task}-{kind}_seed={seed}",
+                        "choices": {"attention": kind, "experiment": task},
+                        "monitor": {"metric": monitor},
+                        "metrics": metrics,
+                        "hparams": {"seed": seed, "data.seed": seed, "attention.kind": kind},
+                    },
+                )
                 job += 1
     return sweep
 
@@ -128,8 +182,11 @@ def _seed_sweep(root: Path) -> Path:
 def test_runs_differing_only_in_seed_form_one_group(tmp_path: Path) -> None:
     groups = group_runs(load_records([_seed_sweep(tmp_path)]))
     assert [(g.task, g.attention, g.seeds) for g in groups] == [
-        ("detection", "additive", [1, 2]), ("detection", "none", [1, 2]),
-        ("translation", "additive", [1, 2]), ("translation", "none", [1, 2])]
+        ("detection", "additive", [1, 2]),
+        ("detection", "none", [1, 2]),
+        ("translation", "additive", [1, 2]),
+        ("translation", "none", [1, 2]),
+    ]
     stats = groups[2].stats("test/bleu")
     assert (stats.n, stats.mean, stats.min, stats.max) == (2, 91.5, 91.0, 92.0)
     assert abs(stats.std - 0.7071) < 1e-4

@@ -14,8 +14,16 @@ from .helpers import compose_train, run_script
 
 
 def test_bad_value_is_one_line_before_any_data_on_the_command_line(tmp_path: Path) -> None:
-    proc = run_script(["train.py", "model.optimizer.lr=abc", "logger=[]", f"paths.log_dir={tmp_path}",
-                       f"hydra.run.dir={tmp_path / 'r'}"], timeout=300)
+    proc = run_script(
+        [
+            "train.py",
+            "model.optimizer.lr=abc",
+            "logger=[]",
+            f"paths.log_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'r'}",
+        ],
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
     errors = [line for line in out.splitlines() if "ERROR" in line]
@@ -68,8 +76,16 @@ def test_config_types_in_process(overrides: list[str], expected: str, tmp_path: 
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], ["experiment=detection"], ["data=translation_files"], ["trainer=gpu"], ["trainer=ddp_cpu"], ["debug=limit"],
-     ["debug=profiler"], ["trainer.devices=auto", "trainer.precision=bf16-mixed", "trainer.max_epochs=-1"]],
+    [
+        [],
+        ["experiment=detection"],
+        ["data=translation_files"],
+        ["trainer=gpu"],
+        ["trainer=ddp_cpu"],
+        ["debug=limit"],
+        ["debug=profiler"],
+        ["trainer.devices=auto", "trainer.precision=bf16-mixed", "trainer.max_epochs=-1"],
+    ],
 )
 def test_shipped_configs_pass_the_check(overrides: list[str], tmp_path: Path) -> None:
     check_config_types(compose_train(overrides, tmp_path))

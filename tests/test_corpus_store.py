@@ -24,10 +24,22 @@ from attnlab.errors import DataError
 
 from .helpers import REPO
 
-EN = ["The cat sleeps.", "A dog runs fast!", "Where is the café?", "I like green apples, don't you?",
-      "The old man reads.", "We went to Zürich yesterday."]
-FR = ["Le chat dort.", "Un chien court vite !", "Où est le café ?", "J'aime les pommes vertes, pas toi ?",
-      "Le vieil homme lit.", "Nous sommes allés à Zurich hier."]
+EN = [
+    "The cat sleeps.",
+    "A dog runs fast!",
+    "Where is the café?",
+    "I like green apples, don't you?",
+    "The old man reads.",
+    "We went to Zürich yesterday.",
+]
+FR = [
+    "Le chat dort.",
+    "Un chien court vite !",
+    "Où est le café ?",
+    "J'aime les pommes vertes, pas toi ?",
+    "Le vieil homme lit.",
+    "Nous sommes allés à Zurich hier.",
+]
 
 
 def corpus(folder: Path, repeat: int = 5) -> dict[str, str]:
@@ -112,8 +124,7 @@ def test_a_changed_file_invalidates_its_store(tmp_path: Path) -> None:
 
 
 def _tiny_files_args(paths: dict[str, str], cache: Path) -> dict:
-    return dict(paths, batch_size=4, cache_dir=str(cache), src_vocab_size=120, tgt_vocab_size=120,
-                min_frequency=1)
+    return dict(paths, batch_size=4, cache_dir=str(cache), src_vocab_size=120, tgt_vocab_size=120, min_frequency=1)
 
 
 # A child that builds the store; ATTNLAB_TEST_BUILD_PAUSE makes the build wait (after staging the
@@ -142,15 +153,22 @@ CHILD = textwrap.dedent("""
 
 def _spawn(args: dict, env: dict[str, str]) -> subprocess.Popen:
     full = {**os.environ, "PYTHONPATH": str(REPO / "src"), **env}
-    return subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], cwd=REPO, env=full,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        cwd=REPO,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_build_killed_halfway_is_ignored_and_rebuilt(tmp_path: Path) -> None:
     paths, cache = corpus(tmp_path / "data"), tmp_path / "cache"
     marker = tmp_path / "staged"
-    proc = _spawn(_tiny_files_args(paths, cache), {"ATTNLAB_TEST_BUILD_PAUSE": "600",
-                                                   "ATTNLAB_TEST_MARKER": str(marker)})
+    proc = _spawn(
+        _tiny_files_args(paths, cache), {"ATTNLAB_TEST_BUILD_PAUSE": "600", "ATTNLAB_TEST_MARKER": str(marker)}
+    )
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -175,8 +193,11 @@ def test_a_build_killed_halfway_is_ignored_and_rebuilt(tmp_path: Path) -> None:
 def test_concurrent_builders_build_once_and_both_map_it(tmp_path: Path) -> None:
     paths, cache = corpus(tmp_path / "data"), tmp_path / "cache"
     start = tmp_path / "go"
-    env = {"ATTNLAB_TEST_BUILD_PAUSE": "2", "ATTNLAB_TEST_MARKER": str(tmp_path / "m"),
-           "ATTNLAB_TEST_START": str(start)}
+    env = {
+        "ATTNLAB_TEST_BUILD_PAUSE": "2",
+        "ATTNLAB_TEST_MARKER": str(tmp_path / "m"),
+        "ATTNLAB_TEST_START": str(start),
+    }
     procs = [_spawn(_tiny_files_args(paths, cache), env) for _ in range(2)]
     time.sleep(0.5)
     start.touch()  # both are imported and waiting: start them together
@@ -214,14 +235,20 @@ FULL_DISK = textwrap.dedent("""
 
 def test_a_full_disk_during_the_build_is_a_clear_error_and_leaves_no_store(tmp_path: Path) -> None:
     paths, cache = corpus(tmp_path / "data"), tmp_path / "cache"
-    proc = subprocess.run([sys.executable, "-c", FULL_DISK, json.dumps(_tiny_files_args(paths, cache))],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, json.dumps(_tiny_files_args(paths, cache))],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "DataError: cannot write the corpus store under" in proc.stdout, proc.stderr[-2000:]
     assert str(cache / "corpora") in proc.stdout and "paths.cache_dir" in proc.stdout
     root = cache / "corpora"
-    assert not list(root.glob(".tmp-*")) and not [p for p in root.iterdir() if p.is_dir() and p.name[0] != "."
-                                                  and not p.name.startswith("file-")]
+    assert not list(root.glob(".tmp-*")) and not [
+        p for p in root.iterdir() if p.is_dir() and p.name[0] != "." and not p.name.startswith("file-")
+    ]
 
 
 def test_datamodule_pickles_by_path_not_by_value(tmp_path: Path) -> None:
@@ -268,16 +295,34 @@ def test_ddp_cpu_and_a_joblib_sweep_build_a_new_corpus_exactly_once(tmp_path: Pa
     from .helpers import TINY_TRANSLATION, run_script
 
     cache = tmp_path / "cache"
-    common = [*TINY_TRANSLATION, "debug=limit", "trainer.max_epochs=1", "extras.print_config=false",
-              "callbacks.rich_progress_bar=null", "logger=csv", f"paths.cache_dir={cache}",
-              f"paths.log_dir={tmp_path / 'logs'}"]
-    proc = run_script(["train.py", "trainer=ddp_cpu", "data.corpus_seed=11", *common,
-                       f"hydra.run.dir={tmp_path / 'ddp'}"])
+    common = [
+        *TINY_TRANSLATION,
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "extras.print_config=false",
+        "callbacks.rich_progress_bar=null",
+        "logger=csv",
+        f"paths.cache_dir={cache}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    ]
+    proc = run_script(
+        ["train.py", "trainer=ddp_cpu", "data.corpus_seed=11", *common, f"hydra.run.dir={tmp_path / 'ddp'}"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["status"] == "ok"
     assert len(builds(cache)) == 1
-    proc = run_script(["train.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "attention=dot,general",
-                       "data.corpus_seed=12", *common, f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    proc = run_script(
+        [
+            "train.py",
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "attention=dot,general",
+            "data.corpus_seed=12",
+            *common,
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/metrics.json"))]
     assert [r["status"] for r in records] == ["ok", "ok"]

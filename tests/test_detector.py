@@ -131,8 +131,9 @@ def test_fcos_forward_loss_and_detections_for_every_attention_kind(kind: str) ->
 def test_each_detector_type_trains_and_detects(detector: str, parts: set[str]) -> None:
     torch.manual_seed(0)
     extra = {"box_representation_size": 64} if detector == "faster_rcnn" else {}
-    model = build_detector(NUM_CLASSES, {"kind": "additive", "hidden_dim": 16}, detector=detector,
-                           attention_levels=["c4"], **TINY, **extra)
+    model = build_detector(
+        NUM_CLASSES, {"kind": "additive", "hidden_dim": 16}, detector=detector, attention_levels=["c4"], **TINY, **extra
+    )
     images, targets = _batch()
     model.train()
     losses = model(images, targets)
@@ -193,8 +194,10 @@ def test_attention_levels_place_blocks_at_the_right_stride() -> None:
     backbone = model.detector.backbone
     assert backbone.level_strides == {"c4": 16, "c5": 32, "p3": 8, "p6": 64}
     seen: dict[str, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, lv=lv: seen.__setitem__(lv, tuple(out.shape)))
-             for lv, m in model.spatial_attention.items()]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, lv=lv: seen.__setitem__(lv, tuple(out.shape)))
+        for lv, m in model.spatial_attention.items()
+    ]
     model.eval()
     with torch.no_grad():
         # p7 is 1x1 here: FCOS's head GroupNorm(32, C) needs C >= 64 to see 2+ values per group.
@@ -211,8 +214,9 @@ def test_losses_and_detections_replays_the_torchvision_forward() -> None:
     """One pass for validation: its detections are exactly what the torchvision eval forward returns."""
     torch.manual_seed(0)
     for detector in ("fcos", "retinanet"):
-        model = build_detector(NUM_CLASSES, {"kind": "multihead", "num_heads": 4}, detector=detector,
-                               score_thresh=0.0, **TINY).eval()
+        model = build_detector(
+            NUM_CLASSES, {"kind": "multihead", "num_heads": 4}, detector=detector, score_thresh=0.0, **TINY
+        ).eval()
         images, targets = _batch()
         with torch.no_grad():
             losses, detections = model.losses_and_detections(images, targets)
@@ -257,8 +261,15 @@ def test_pretrained_weights_are_resolved_not_downloaded() -> None:
 def test_other_backbones_build_and_run() -> None:
     torch.manual_seed(0)
     for backbone in ("resnet18", "mobilenet_v3"):
-        model = build_detector(NUM_CLASSES, {"kind": "additive", "hidden_dim": 16}, backbone=backbone,
-                               attention_levels=["c5"], min_size=64, max_size=64, fpn_channels=32)
+        model = build_detector(
+            NUM_CLASSES,
+            {"kind": "additive", "hidden_dim": 16},
+            backbone=backbone,
+            attention_levels=["c5"],
+            min_size=64,
+            max_size=64,
+            fpn_channels=32,
+        )
         images, targets = _batch()
         losses = model.train()(images, targets)
         assert all(torch.isfinite(v) for v in losses.values()), backbone

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from attnlab.errors import ConfigError
 from attnlab.cli.eval import evaluate
+from attnlab.errors import ConfigError
 
 from .helpers import compose_app, run_script
 
@@ -29,7 +29,9 @@ def _n_test(metrics: dict) -> float:
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_matching_task_overrides_are_accepted_and_data_overrides_apply(tiny_translation_ckpt: Path, tmp_path: Path) -> None:
+def test_matching_task_overrides_are_accepted_and_data_overrides_apply(
+    tiny_translation_ckpt: Path, tmp_path: Path
+) -> None:
     ckpt = f"ckpt_path={tiny_translation_ckpt}"
     base = evaluate(compose_eval([ckpt], tmp_path))
     assert _n_test(base) == 24
@@ -64,8 +66,17 @@ def test_contradicting_the_checkpoint_is_an_error_naming_both(
 
 
 def test_eval_command_line_names_both_models(tiny_translation_ckpt: Path, tmp_path: Path) -> None:
-    proc = run_script(["eval.py", "model=cnn_attn", "data=coco", f"ckpt_path={tiny_translation_ckpt}",
-                       f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'e'}"], timeout=300)
+    proc = run_script(
+        [
+            "eval.py",
+            "model=cnn_attn",
+            "data=coco",
+            f"ckpt_path={tiny_translation_ckpt}",
+            f"paths.log_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'e'}",
+        ],
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Could not override" not in out, out[-3000:]
     assert "model=cnn_attn" in out and "model=seq2seq_attn" in out and "Traceback" not in out, out[-3000:]

@@ -17,8 +17,10 @@ from attnlab.models.recurrent import bidirectional_gru
 
 from .helpers import TINY_DETECTION, TINY_TRANSLATION, compose_train
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())"),
+]
 
 
 def bf16() -> torch.autocast:
@@ -72,8 +74,18 @@ def test_trainer_gpu_trains_validates_and_tests_in_bf16(task: str, tmp_path: Pat
     from attnlab.cli.training import train
 
     data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
-    cfg = compose_train(["trainer=gpu", "debug=limit", "trainer.max_epochs=1", "logger=csv",
-                         "extras.print_config=false", "callbacks.rich_progress_bar=null", *data], tmp_path)
+    cfg = compose_train(
+        [
+            "trainer=gpu",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "logger=csv",
+            "extras.print_config=false",
+            "callbacks.rich_progress_bar=null",
+            *data,
+        ],
+        tmp_path,
+    )
     metrics, objects = train(cfg)
     trainer = objects["trainer"]
     assert trainer.precision == "bf16-mixed" and next(objects["model"].parameters()).is_cuda
@@ -91,7 +103,18 @@ def test_bench_sections_run_on_cuda(tmp_path: Path) -> None:
     settings = BenchSettings(mode="tiny", device="cuda", workdir=tmp_path, threads=1)
     out = compare_task(settings, "translation")
     assert out["details"]["precision"] == "bf16-mixed" and out["details"]["same_batches"]
-    case = {"B": 2, "Tq": 8, "Tk": 8, "D": 16, "warmup": 1, "repeats": 2, "threads": 1, "device": "cuda",
-            "name": "additive", "impl": "attnlab", "kind": "additive"}
+    case = {
+        "B": 2,
+        "Tq": 8,
+        "Tk": 8,
+        "D": 16,
+        "warmup": 1,
+        "repeats": 2,
+        "threads": 1,
+        "device": "cuda",
+        "name": "additive",
+        "impl": "attnlab",
+        "kind": "additive",
+    }
     (result,) = run_isolated([case], timeout=300)
     assert result["ok"] and result["cuda_peak_bytes"] > 0, result

@@ -26,8 +26,9 @@ def bf16() -> torch.autocast:
 
 
 # ------------------------------------------------------------------------------------------ policy
-@pytest.mark.parametrize("support, expected", [("AMX-BF16", "bf16-mixed"), ("AVX512-BF16", "bf16-mixed"),
-                                               (None, "32-true")])
+@pytest.mark.parametrize(
+    "support, expected", [("AMX-BF16", "bf16-mixed"), ("AVX512-BF16", "bf16-mixed"), (None, "32-true")]
+)
 def test_auto_precision_follows_the_cpu(support: str | None, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(precision, "cpu_bf16_support", lambda: support)
     node = OmegaConf.create({"accelerator": "cpu", "precision": "auto"})
@@ -104,8 +105,15 @@ def test_detector_heads_give_float32_and_p7_gradients_stay_finite_under_bf16() -
     from attnlab.models.detector import build_detector
 
     torch.manual_seed(0)
-    model = build_detector(4, {"kind": "none"}, min_size=64, max_size=64, fpn_channels=32,
-                           small_cnn_widths=(16, 32, 64, 64), small_cnn_depth=1).train()
+    model = build_detector(
+        4,
+        {"kind": "none"},
+        min_size=64,
+        max_size=64,
+        fpn_channels=32,
+        small_cnn_widths=(16, 32, 64, 64),
+        small_cnn_depth=1,
+    ).train()
     images = [torch.rand(3, 64, 64) for _ in range(4)]
     targets = [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([1])} for _ in images]
     p7 = model.detector.backbone.fpn.extra_blocks.p7.weight
@@ -140,15 +148,22 @@ def test_cached_autocast_plugin_gives_every_parameter_its_gradient(task: str, tm
     cfg = compose_train(["trainer.precision=auto", *data], tmp_path)
     cfg.trainer.accelerator = "cpu"
     precision.cpu_bf16_support.cache_clear()
-    trainer = build_trainer(cfg, logger=False, callbacks=[GradCheck()], max_steps=2, limit_val_batches=0,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = build_trainer(
+        cfg,
+        logger=False,
+        callbacks=[GradCheck()],
+        max_steps=2,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     if cfg.trainer.precision != "bf16-mixed":
         pytest.skip("this CPU has no fast bf16, so precision=auto trains in float32")
     assert isinstance(trainer.precision_plugin, CachedMixedPrecision) and trainer.precision == "bf16-mixed"
     datamodule = build_datamodule(cfg)
     trainer.fit(build_task(cfg, datamodule), datamodule=datamodule)
     assert missing and all(m == [] for m in missing), missing
-
 
 
 @pytest.mark.parametrize("task", ["translation", "detection"])
@@ -159,9 +174,20 @@ def test_bf16_mixed_run_trains_validates_tests_and_draws(task: str, tmp_path: Pa
 
     data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
     # Not debug=fdr: fast_dev_run swaps the loggers for a dummy, and media need the W&B one.
-    cfg = compose_train(["debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-                         "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.precision=bf16-mixed",
-                         "extras.print_config=false", "callbacks.rich_progress_bar=null", *data], tmp_path)
+    cfg = compose_train(
+        [
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=1",
+            "trainer.precision=bf16-mixed",
+            "extras.print_config=false",
+            "callbacks.rich_progress_bar=null",
+            *data,
+        ],
+        tmp_path,
+    )
     try:
         metrics, objects = train(cfg)
         model = objects["model"]

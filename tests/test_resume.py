@@ -11,8 +11,14 @@ import pytest
 from .helpers import TINY_TRANSLATION, run_script
 
 COMMON = [
-    *TINY_TRANSLATION, "trainer.max_epochs=4", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",
-    "trainer.deterministic=true", "test=false", "extras.print_config=false", "callbacks.rich_progress_bar=null",
+    *TINY_TRANSLATION,
+    "trainer.max_epochs=4",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "trainer.deterministic=true",
+    "test=false",
+    "extras.print_config=false",
+    "callbacks.rich_progress_bar=null",
 ]
 
 
@@ -62,12 +68,25 @@ def test_sigterm_saves_a_checkpoint_records_the_interrupt_and_resumes(tmp_path: 
     from .helpers import REPO
 
     run_dir = tmp_path / "run"
-    args = [*TINY_TRANSLATION, "trainer.max_epochs=500", "test=false", "extras.print_config=false",
-            "callbacks.rich_progress_bar=null", "callbacks.early_stopping=null", f"paths.log_dir={tmp_path / 'logs'}",
-            f"hydra.run.dir={run_dir}"]
+    args = [
+        *TINY_TRANSLATION,
+        "trainer.max_epochs=500",
+        "test=false",
+        "extras.print_config=false",
+        "callbacks.rich_progress_bar=null",
+        "callbacks.early_stopping=null",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"hydra.run.dir={run_dir}",
+    ]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
@@ -92,8 +111,15 @@ def test_sigterm_saves_a_checkpoint_records_the_interrupt_and_resumes(tmp_path: 
     assert resumed["global_step"] > interrupted_step
 
 
-QUICK = [*TINY_TRANSLATION, "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "logger=[]", "test=false",
-         "extras.print_config=false", "callbacks.rich_progress_bar=null"]
+QUICK = [
+    *TINY_TRANSLATION,
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "logger=[]",
+    "test=false",
+    "extras.print_config=false",
+    "callbacks.rich_progress_bar=null",
+]
 
 
 def test_resume_with_a_larger_budget_rebuilds_the_schedule_and_keeps_every_record(
@@ -166,12 +192,27 @@ def test_sigkill_mid_first_epoch_leaves_a_record_and_a_checkpoint_then_resumes(t
     from .helpers import REPO
 
     logs = tmp_path / "logs"
-    args = [*TINY_TRANSLATION, "data.n_train=4000", "trainer.max_epochs=1", "test=false", "logger=[]",
-            "torch_threads=1", "extras.print_config=false", "callbacks.rich_progress_bar=null",
-            "callbacks.time_checkpoint.minutes=0.03", f"paths.log_dir={logs}"]
+    args = [
+        *TINY_TRANSLATION,
+        "data.n_train=4000",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=[]",
+        "torch_threads=1",
+        "extras.print_config=false",
+        "callbacks.rich_progress_bar=null",
+        "callbacks.time_checkpoint.minutes=0.03",
+        f"paths.log_dir={logs}",
+    ]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     runs = logs / "train" / "runs"
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and not list(runs.glob("*/checkpoints/last.ckpt")):
@@ -190,10 +231,19 @@ def test_sigkill_mid_first_epoch_leaves_a_record_and_a_checkpoint_then_resumes(t
     assert ckpt["epoch"] == 0 and 0 < ckpt["global_step"] < 250  # written inside the first epoch
 
     # The next start (any run) says how to resume the killed one.
-    nxt = run_script(["train.py", *TINY_TRANSLATION, "train=false", "test=false", "logger=[]",
-                      "extras.print_config=false", f"paths.log_dir={logs}"])
+    nxt = run_script(
+        [
+            "train.py",
+            *TINY_TRANSLATION,
+            "train=false",
+            "test=false",
+            "logger=[]",
+            "extras.print_config=false",
+            f"paths.log_dir={logs}",
+        ]
+    )
     assert nxt.returncode == 0, nxt.stderr[-3000:]
-    assert f"was killed while running" in nxt.stdout + nxt.stderr
+    assert "was killed while running" in nxt.stdout + nxt.stderr
     assert f"python train.py ckpt_path={last}" in nxt.stdout + nxt.stderr
 
     resumed = run_script(["train.py", f"ckpt_path={last}"])

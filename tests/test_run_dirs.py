@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from attnlab.runs import run_dir as run_dir_module
-from attnlab.runs.run_dir import claim_unique_dir, is_resume, wandb_id_for_run
 from attnlab.runs.metrics_file import write_metrics_file
+from attnlab.runs.run_dir import claim_unique_dir, is_resume, wandb_id_for_run
 
 from .helpers import CONF, REPO, TINY_TRANSLATION
 
@@ -89,8 +89,10 @@ for i in range(300):
 def test_concurrent_metrics_writers_never_collide(tmp_path: Path) -> None:
     """Each writer has its own temporary file: no writer fails, the file is always whole JSON."""
     write_metrics_file(tmp_path, {"writer": "start"})
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(k)], stderr=subprocess.PIPE,
-                              text=True) for k in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(k)], stderr=subprocess.PIPE, text=True)
+        for k in range(2)
+    ]
     reads = 0
     while any(p.poll() is None for p in procs):
         json.loads((tmp_path / "metrics.json").read_text())
@@ -107,10 +109,28 @@ def test_three_runs_started_at_once_get_three_folders_ids_and_records(tmp_path: 
 
     logs = tmp_path / "logs"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
-    common = ["train.py", "debug=limit", "trainer.max_epochs=1", "test=false", "extras.print_config=false",
-              "callbacks.rich_progress_bar=null", "torch_threads=1", f"paths.log_dir={logs}", *TINY_TRANSLATION]
-    procs = [subprocess.Popen([sys.executable, *common, f"seed={seed}"], cwd=REPO, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for seed in (1, 2, 3)]
+    common = [
+        "train.py",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "test=false",
+        "extras.print_config=false",
+        "callbacks.rich_progress_bar=null",
+        "torch_threads=1",
+        f"paths.log_dir={logs}",
+        *TINY_TRANSLATION,
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *common, f"seed={seed}"],
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for seed in (1, 2, 3)
+    ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[-2000:] for o in outs]
     folders = sorted((logs / "train" / "runs").iterdir())

@@ -10,14 +10,37 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.runs.test_outputs import read_test_outputs
 from attnlab.runs.run_info import name_parts, run_name, split_overrides
+from attnlab.runs.test_outputs import read_test_outputs
 
 from .helpers import inspect_wandb_run, run_script
 
-COST = ("cost/params_total", "cost/params_attention", "cost/train_wall_s", "cost/train_steps", "cost/steps_per_s",
-        "cost/peak_rss_mb")
-WORDS = "the a small old red cat dog bird sees likes takes gives house tree river book".split()
+COST = (
+    "cost/params_total",
+    "cost/params_attention",
+    "cost/train_wall_s",
+    "cost/train_steps",
+    "cost/steps_per_s",
+    "cost/peak_rss_mb",
+)
+WORDS = [
+    "the",
+    "a",
+    "small",
+    "old",
+    "red",
+    "cat",
+    "dog",
+    "bird",
+    "sees",
+    "likes",
+    "takes",
+    "gives",
+    "house",
+    "tree",
+    "river",
+    "book",
+]
 
 
 def _corpus(folder: Path, split: str, n: int, seed: int) -> tuple[Path, Path, list[str]]:
@@ -47,9 +70,20 @@ def test_translation_files_run_keeps_records_and_a_clean_wandb_run(tmp_path: Pat
         src, tgt, refs = _corpus(data, split, n, seed)
         overrides += [f"data.{split}_src={src.resolve()}", f"data.{split}_tgt={tgt.resolve()}"]
     run_dir = tmp_path / "run"
-    proc = run_script(["train.py", *overrides, "debug=limit", "trainer.limit_test_batches=1.0", "model.beam_size=2",
-                       "torch_threads=1", "extras.print_config=false", f"paths.log_dir={tmp_path / 'logs'}",
-                       f"hydra.run.dir={run_dir}"], env={"WANDB_SILENT": None})
+    proc = run_script(
+        [
+            "train.py",
+            *overrides,
+            "debug=limit",
+            "trainer.limit_test_batches=1.0",
+            "model.beam_size=2",
+            "torch_threads=1",
+            "extras.print_config=false",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        env={"WANDB_SILENT": None},
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert "wandb: WARNING" not in output and "anonymous" not in output, output[-3000:]
@@ -58,8 +92,11 @@ def test_translation_files_run_keeps_records_and_a_clean_wandb_run(tmp_path: Pat
     progress = [line for line in (run_dir / "train.log").read_text().splitlines() if "epoch_progress" in line]
     assert len(progress) == 2, progress
     for epoch, line in enumerate(progress, start=1):
-        assert re.search(rf"epoch {epoch}/2  step {3 * epoch}  train/loss [\d.]+  val/bleu [\d.]+  "
-                         r"elapsed \d+:\d\d:\d\d( {2}left ~\d+:\d\d:\d\d)?$", line), line
+        assert re.search(
+            rf"epoch {epoch}/2  step {3 * epoch}  train/loss [\d.]+  val/bleu [\d.]+  "
+            r"elapsed \d+:\d\d:\d\d( {2}left ~\d+:\d\d:\d\d)?$",
+            line,
+        ), line
 
     # Test outputs in reference order, scoring as the run scored.
     record = json.loads((run_dir / "metrics.json").read_text())
@@ -70,8 +107,10 @@ def test_translation_files_run_keeps_records_and_a_clean_wandb_run(tmp_path: Pat
 
     bleu = BLEU(smooth_method="none", force=True).corpus_score(outputs.hypotheses, [outputs.references]).score
     assert bleu == pytest.approx(record["metrics"]["test/bleu"], abs=1e-3)
-    assert all(record["metrics"].get(key) is not None for key in (*COST, "cost/train_tokens_per_s",
-                                                                    "cost/test_ms_per_sentence"))
+    assert all(
+        record["metrics"].get(key) is not None
+        for key in (*COST, "cost/train_tokens_per_s", "cost/test_ms_per_sentence")
+    )
     assert record["metrics"]["cost/params_attention"] > 0
 
     # W&B: a short name without paths, a small config nested once, test metrics and cost in the summary.
@@ -99,18 +138,36 @@ def _dirname(overrides: list[str]) -> str:
 def test_run_name_of_a_multi30k_style_command_is_short() -> None:
     # The README's corpus commands, with absolute paths to a Multi30k checkout (~400 characters).
     root = "/data/shared/corpora/multi30k/data/task1/tok"
-    text = ["data=translation_files", *(f"data.{s}_{side}={root}/{f}.lc.norm.tok.{lang}"
+    text = [
+        "data=translation_files",
+        *(
+            f"data.{s}_{side}={root}/{f}.lc.norm.tok.{lang}"
             for s, f in (("train", "train"), ("val", "val"), ("test", "test_2016_flickr"))
-            for side, lang in (("src", "de"), ("tgt", "en")))]
+            for side, lang in (("src", "de"), ("tgt", "en"))
+        ),
+    ]
     assert len(_dirname(text)) > 300
     assert build_name(_dirname(text)) == "translation-additive"
-    tsv = ["data=translation_files", "data.format=tsv",
-           *(f"data.{s}_tsv={root}/{s}.tsv" for s in ("train", "val", "test")),
-           "data.tsv_src_col=0", "data.tsv_tgt_col=1", "data.lowercase=true", "data.max_len=80"]
+    tsv = [
+        "data=translation_files",
+        "data.format=tsv",
+        *(f"data.{s}_tsv={root}/{s}.tsv" for s in ("train", "val", "test")),
+        "data.tsv_src_col=0",
+        "data.tsv_tgt_col=1",
+        "data.lowercase=true",
+        "data.max_len=80",
+    ]
     assert build_name(_dirname(tsv)) == "translation-additive_lowercase=true,max_len=80"
     # More settings than fit: cut to 80 characters, ending in a hash that keeps names apart.
-    many = [*text, "model.net.hidden_dim=512", "model.optimizer.lr=0.001", "trainer.max_epochs=20",
-            "model.net.weights=/models/pretrained/resnet18.pth", "model.label_smoothing=0.2", "model.beam_size=10"]
+    many = [
+        *text,
+        "model.net.hidden_dim=512",
+        "model.optimizer.lr=0.001",
+        "trainer.max_epochs=20",
+        "model.net.weights=/models/pretrained/resnet18.pth",
+        "model.label_smoothing=0.2",
+        "model.beam_size=10",
+    ]
     name = build_name(_dirname(many))
     assert len(name) == 80 and "/" not in name and "weights=resnet18.pth" not in name  # cut, but no path
     assert build_name(_dirname(many[:-1])) != name
@@ -121,8 +178,10 @@ def build_name(override_dirname: str, attention: str = "additive") -> str:
 
 
 def test_run_name_keeps_swept_values_and_cuts_with_a_hash() -> None:
-    assert run_name("detection", "dot", name_parts(["seed=2", "model.optimizer.lr=0.01"], constant={"seed"})) \
+    assert (
+        run_name("detection", "dot", name_parts(["seed=2", "model.optimizer.lr=0.01"], constant={"seed"}))
         == "detection-dot_lr=0.01"
+    )
     assert name_parts(["model.net.dropout=0.1", "data.dropout=0.2"]) == ["model.net.dropout=0.1", "data.dropout=0.2"]
     assert name_parts(["model.net.weights=/models/x/resnet18.pth", "data.root=/data/coco"]) == ["weights=resnet18.pth"]
     long_a = run_name("translation", "additive", [f"k{i}=v" for i in range(40)])
@@ -145,10 +204,21 @@ def _coco_with_own_ids(root: Path) -> None:
             ImageDraw.Draw(img).rectangle([10, 12, 40, 44], fill=(230, 200, 30) if cat == 7 else (30, 60, 220))
             img.save(root / split / f"{image_id}.png")
             images.append({"id": image_id, "width": w, "height": h, "file_name": f"{image_id}.png"})
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat, "bbox": [10, 12, 30, 32],
-                         "area": 960.0, "iscrowd": 0})
-        (root / split / "annotations.json").write_text(json.dumps(
-            {"images": images, "annotations": anns, "categories": [{"id": 7, "name": "y"}, {"id": 9, "name": "b"}]}))
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": [10, 12, 30, 32],
+                    "area": 960.0,
+                    "iscrowd": 0,
+                }
+            )
+        (root / split / "annotations.json").write_text(
+            json.dumps(
+                {"images": images, "annotations": anns, "categories": [{"id": 7, "name": "y"}, {"id": 9, "name": "b"}]}
+            )
+        )
 
 
 def test_detection_run_keeps_coco_results_in_the_data_sets_ids(tmp_path: Path) -> None:
@@ -156,12 +226,28 @@ def test_detection_run_keeps_coco_results_in_the_data_sets_ids(tmp_path: Path) -
 
     root = tmp_path / "coco"
     _coco_with_own_ids(root)
-    splits = [f"data.splits.{s}.{k}={s}{suffix}" for s in ("train", "val", "test")
-              for k, suffix in (("images", ""), ("annotations", "/annotations.json"))]
+    splits = [
+        f"data.splits.{s}.{k}={s}{suffix}"
+        for s in ("train", "val", "test")
+        for k, suffix in (("images", ""), ("annotations", "/annotations.json"))
+    ]
     run_dir = tmp_path / "run"
-    proc = run_script(["train.py", "experiment=detection", f"data.root={root}", *splits, "data.batch_size=4",
-                       "data.num_workers=0", "debug=limit", "torch_threads=1", "extras.print_config=false",
-                       f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={run_dir}"], env={"WANDB_SILENT": None})
+    proc = run_script(
+        [
+            "train.py",
+            "experiment=detection",
+            f"data.root={root}",
+            *splits,
+            "data.batch_size=4",
+            "data.num_workers=0",
+            "debug=limit",
+            "torch_threads=1",
+            "extras.print_config=false",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        env={"WANDB_SILENT": None},
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert "Images sizes do not match" not in output and "wandb: WARNING" not in output, output[-3000:]
@@ -174,8 +260,9 @@ def test_detection_run_keeps_coco_results_in_the_data_sets_ids(tmp_path: Path) -
     # Scored again from the kept outputs alone: the run's own test/map.
     again = PerImageEvaluation(outputs.annotation_file, outputs.detections, outputs.image_ids, outputs.category_ids)
     assert again.map() == pytest.approx(record["metrics"]["test/map"], abs=1e-4)
-    assert all(record["metrics"].get(key) is not None for key in (*COST, "cost/train_images_per_s",
-                                                                    "cost/test_ms_per_image"))
+    assert all(
+        record["metrics"].get(key) is not None for key in (*COST, "cost/train_images_per_s", "cost/test_ms_per_image")
+    )
 
 
 def test_peak_memory_is_each_runs_own_in_one_process() -> None:

@@ -43,8 +43,12 @@ def test_api_key_from_dotenv_is_used_but_never_written(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_script(
         ["train.py", "debug=fdr", *TINY_TRANSLATION, f"hydra.run.dir={run_dir}"],
-        env={"WANDB_API_KEY": None, "WANDB_MODE": "offline", "PROJECT_ROOT": project,
-             "ATTNLAB_CONFIG_DIR": REPO / "conf"},
+        env={
+            "WANDB_API_KEY": None,
+            "WANDB_MODE": "offline",
+            "PROJECT_ROOT": project,
+            "ATTNLAB_CONFIG_DIR": REPO / "conf",
+        },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((run_dir / "metrics.json").read_text())

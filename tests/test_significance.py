@@ -16,8 +16,13 @@ from attnlab.evaluation.coco_bootstrap import PerImageEvaluation, detection_pair
 from attnlab.evaluation.coco_scoring import coco_evaluate
 from attnlab.evaluation.significance import paired_p_value, translation_paired_bootstrap
 
-REFS = [f"the {a} {n} did not {v} the {o} today ." for a in ("old", "young", "small", "quiet", "red")
-        for n in ("cat", "dog", "student", "teacher") for v in ("see", "like", "carry") for o in ("box", "apple")]
+REFS = [
+    f"the {a} {n} did not {v} the {o} today ."
+    for a in ("old", "young", "small", "quiet", "red")
+    for n in ("cat", "dog", "student", "teacher")
+    for v in ("see", "like", "carry")
+    for o in ("box", "apple")
+]
 
 
 def _degrade(sentence: str, i: int) -> str:
@@ -52,8 +57,13 @@ def test_translation_bootstrap_is_sacrebleu_and_scores_as_the_runs_do() -> None:
     logged = float(SacreBLEUScore(tokenize="13a")(system, [[r] for r in REFS])) * 100
     assert result.system == pytest.approx(logged, abs=1e-4)
     # The p-value is sacreBLEU's own, and our p-value rule reproduces it from the same resamples.
-    _, scores = PairedTest([("b", base), ("s", system)], {"BLEU": BLEU(smooth_method="none", force=True)}, [REFS],
-                           test_type="bs", n_samples=1000)()
+    _, scores = PairedTest(
+        [("b", base), ("s", system)],
+        {"BLEU": BLEU(smooth_method="none", force=True)},
+        [REFS],
+        test_type="bs",
+        n_samples=1000,
+    )()
     assert result.p_value == pytest.approx(scores["BLEU"][1].p_value)
     assert result.ci_low < result.difference < result.ci_high
 
@@ -76,18 +86,30 @@ def _small_coco(tmp_path: Path) -> tuple[Path, list[dict], list[int]]:
         for _ in range(1 + i % 3):
             w, h = rng.uniform(20, 80, 2)
             x, y = rng.uniform(0, 200 - w), rng.uniform(0, 150 - h)
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(rng.choice([7, 9])),
-                         "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": int(rng.choice([7, 9])),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     path = tmp_path / "instances.json"
-    path.write_text(json.dumps({"images": images, "annotations": anns,
-                                "categories": [{"id": 7, "name": "a"}, {"id": 9, "name": "b"}]}))
+    path.write_text(
+        json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 7, "name": "a"}, {"id": 9, "name": "b"}]}
+        )
+    )
     return path, anns, [img["id"] for img in images]
 
 
 def test_reference_against_empty_detections_is_significant(tmp_path: Path) -> None:
     gt, anns, ids = _small_coco(tmp_path)
-    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
-               for a in anns]
+    perfect = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0} for a in anns
+    ]
     ref, empty = PerImageEvaluation(gt, perfect, ids), PerImageEvaluation(gt, [], ids)
     assert ref.map() == pytest.approx(1.0) and empty.map() == 0.0
     result = detection_paired_bootstrap([empty], [ref])
@@ -100,11 +122,25 @@ def test_weighted_re_accumulation_is_cocoeval_on_the_resampled_images(tmp_path: 
     """mAP with image weights equals COCOeval on a data set where each image is copied that many times."""
     gt_path, anns, ids = _small_coco(tmp_path)
     rng = np.random.default_rng(2)
-    dets = [{"image_id": a["image_id"], "category_id": a["category_id"],
-             "bbox": [v + rng.normal(0, 4) for v in a["bbox"]], "score": float(rng.uniform(0.2, 1))}
-            for a in anns if rng.random() < 0.8]
-    dets += [{"image_id": int(rng.choice(ids)), "category_id": 7, "bbox": [10.0, 10.0, 30.0, 30.0],
-              "score": float(rng.uniform(0, 0.5))} for _ in range(30)]
+    dets = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": [v + rng.normal(0, 4) for v in a["bbox"]],
+            "score": float(rng.uniform(0.2, 1)),
+        }
+        for a in anns
+        if rng.random() < 0.8
+    ]
+    dets += [
+        {
+            "image_id": int(rng.choice(ids)),
+            "category_id": 7,
+            "bbox": [10.0, 10.0, 30.0, 30.0],
+            "score": float(rng.uniform(0, 0.5)),
+        }
+        for _ in range(30)
+    ]
     evaluation = PerImageEvaluation(gt_path, dets, ids, category_ids=[7, 9])
     assert evaluation.map() == pytest.approx(coco_evaluate(gt_path, dets)["map"], abs=1e-12)
     counts = np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids))
@@ -114,8 +150,10 @@ def test_weighted_re_accumulation_is_cocoeval_on_the_resampled_images(tmp_path: 
         for c in range(int(count)):
             new_id = image["id"] * 10 + c
             copies_img.append(dict(image, id=new_id))
-            copies_ann += [dict(a, id=len(copies_ann) + k + 1, image_id=new_id)
-                           for k, a in enumerate(x for x in gt["annotations"] if x["image_id"] == image["id"])]
+            copies_ann += [
+                dict(a, id=len(copies_ann) + k + 1, image_id=new_id)
+                for k, a in enumerate(x for x in gt["annotations"] if x["image_id"] == image["id"])
+            ]
             copies_det += [dict(d, image_id=new_id) for d in dets if d["image_id"] == image["id"]]
     resampled = dict(gt, images=copies_img, annotations=copies_ann)
     # Distinct scores per image copy keep COCOeval's tie order irrelevant; scores are unique here.

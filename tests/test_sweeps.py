@@ -20,10 +20,19 @@ def _jobs(sweep_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_sweep_goes_on_after_a_failing_job_and_summarises(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_script([
-        "train.py", "-m", "debug=limit", *TINY_TRANSLATION, *QUIET, "attention=additive,none",
-        "model.optimizer.lr=0.001,-1", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweep}",
-    ])
+    proc = run_script(
+        [
+            "train.py",
+            "-m",
+            "debug=limit",
+            *TINY_TRANSLATION,
+            *QUIET,
+            "attention=additive,none",
+            "model.optimizer.lr=0.001,-1",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = _jobs(sweep)
     assert len(jobs) == 4
@@ -40,10 +49,19 @@ def test_sweep_goes_on_after_a_failing_job_and_summarises(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_submitit_local_two_job_sweep(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_script([
-        "train.py", "-m", "hydra/launcher=submitit_local", "debug=limit", *TINY_TRANSLATION, *QUIET,
-        "attention=dot,general", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweep}",
-    ])
+    proc = run_script(
+        [
+            "train.py",
+            "-m",
+            "hydra/launcher=submitit_local",
+            "debug=limit",
+            *TINY_TRANSLATION,
+            *QUIET,
+            "attention=dot,general",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = _jobs(sweep)
     assert sorted(j["choices"]["attention"] for j in jobs) == ["dot", "general"]
@@ -55,8 +73,16 @@ def test_optuna_search_runs_and_resumes_from_its_study(tmp_path: Path) -> None:
     import optuna
 
     logs = tmp_path / "logs"
-    common = ["train.py", "-m", "hparams_search=translation_optuna", "debug=limit", *TINY_TRANSLATION, *QUIET,
-              "hydra.sweeper.n_trials=2", f"paths.log_dir={logs}"]
+    common = [
+        "train.py",
+        "-m",
+        "hparams_search=translation_optuna",
+        "debug=limit",
+        *TINY_TRANSLATION,
+        *QUIET,
+        "hydra.sweeper.n_trials=2",
+        f"paths.log_dir={logs}",
+    ]
     for i in range(2):
         proc = run_script([*common, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"])
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -72,11 +98,21 @@ def test_ddp_cpu_two_processes(task: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
     # Every logger at once: the CSV logger must continue its file in ddp_spawn's test-stage workers.
-    proc = run_script([
-        "train.py", "trainer=ddp_cpu", "debug=limit", "trainer.devices=2", "logger=many", *data, *QUIET,
-        "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}",
-        f"hydra.run.dir={run_dir}",
-    ])
+    proc = run_script(
+        [
+            "train.py",
+            "trainer=ddp_cpu",
+            "debug=limit",
+            "trainer.devices=2",
+            "logger=many",
+            *data,
+            *QUIET,
+            "trainer.max_epochs=1",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "ok"
@@ -108,17 +144,31 @@ def test_readme_seed_sweep_compares_at_the_end_and_with_compare_runs(tmp_path: P
     from .helpers import inspect_wandb_run
 
     sweep, logs = tmp_path / "sweep", tmp_path / "logs"
-    proc = run_script([
-        "train.py", "-m", "experiment=translation,detection", "attention=additive,none", "seed=1,2", "debug=limit",
-        "torch_threads=1", *QUIET, f"paths.log_dir={logs}", f"paths.data_dir={tmp_path / 'data'}",
-        f"hydra.sweep.dir={sweep}",
-    ], timeout=1200)
+    proc = run_script(
+        [
+            "train.py",
+            "-m",
+            "experiment=translation,detection",
+            "attention=additive,none",
+            "seed=1,2",
+            "debug=limit",
+            "torch_threads=1",
+            *QUIET,
+            f"paths.log_dir={logs}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = _jobs(sweep)
     assert len(jobs) == 8 and all(j["status"] == "ok" for j in jobs)
     assert sorted(j["run_name"] for j in jobs) == sorted(
-        f"{task}-{kind}_seed={seed}" for task in ("translation", "detection") for kind in ("additive", "none")
-        for seed in (1, 2))
+        f"{task}-{kind}_seed={seed}"
+        for task in ("translation", "detection")
+        for kind in ("additive", "none")
+        for seed in (1, 2)
+    )
     assert all((sweep / str(i) / "test_outputs" / "outputs.json").is_file() for i in range(8))
     assert all(j["metrics"]["cost/params_attention"] == 0 for j in jobs if j["choices"]["attention"] == "none")
     out = proc.stdout + proc.stderr
@@ -126,15 +176,31 @@ def test_readme_seed_sweep_compares_at_the_end_and_with_compare_runs(tmp_path: P
     compare_runs = [inspect_wandb_run(d) for d in (logs / "wandb").glob("offline-run-*")]
     assert [r["job_type"] for r in compare_runs].count("compare") == 1 and len(compare_runs) == 9
 
-    proc = run_script(["scripts/compare_runs.py", str(sweep), "--baseline", "attention=none", "--out",
-                       str(tmp_path / "cmp"), "--no-wandb-run"])
+    proc = run_script(
+        [
+            "scripts/compare_runs.py",
+            str(sweep),
+            "--baseline",
+            "attention=none",
+            "--out",
+            str(tmp_path / "cmp"),
+            "--no-wandb-run",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "translation: runs that differ only in seed" in proc.stdout
     assert "detection: runs that differ only in seed" in proc.stdout
     lines = [line for line in proc.stdout.splitlines() if " vs none: " in line]
     assert len(lines) == 2 and all("paired by seed" in line for line in lines), lines
-    for name in ("comparison.md", "comparison.csv", "aggregated.csv", "significance.csv",
-                 "main_metric_by_attention.png", "quality_vs_cost_translation.png", "quality_vs_cost_detection.png"):
+    for name in (
+        "comparison.md",
+        "comparison.csv",
+        "aggregated.csv",
+        "significance.csv",
+        "main_metric_by_attention.png",
+        "quality_vs_cost_translation.png",
+        "quality_vs_cost_detection.png",
+    ):
         assert (tmp_path / "cmp" / name).is_file(), name
 
 
@@ -145,8 +211,15 @@ def _enqueue(storage: str, lrs: list[float]) -> None:
 
     study = optuna.create_study(study_name="translation", storage=storage, direction="maximize")
     for lr in lrs:
-        study.enqueue_trial({"attention": "dot", "model.optimizer.lr": lr, "model.net.hidden_dim": 128,
-                             "model.net.emb_dim": 64, "model.net.dropout": 0.1})
+        study.enqueue_trial(
+            {
+                "attention": "dot",
+                "model.optimizer.lr": lr,
+                "model.net.hidden_dim": 128,
+                "model.net.emb_dim": 64,
+                "model.net.dropout": 0.1,
+            }
+        )
 
 
 @pytest.mark.slow
@@ -159,8 +232,17 @@ def test_optuna_records_a_failing_trial_as_failed_and_goes_on_then_retries_it(tm
     logs.mkdir()
     _enqueue(storage, [0.003, -1.0, 0.002, 0.001])
     # The enqueued values must lie in the search space (Optuna ignores fixed values outside it).
-    common = ["train.py", "-m", "hparams_search=translation_optuna", "debug=limit", *TINY_TRANSLATION, *QUIET,
-              "logger=[]", f"paths.log_dir={logs}", "model.optimizer.lr=choice(0.003,-1.0,0.002,0.001)"]
+    common = [
+        "train.py",
+        "-m",
+        "hparams_search=translation_optuna",
+        "debug=limit",
+        *TINY_TRANSLATION,
+        *QUIET,
+        "logger=[]",
+        f"paths.log_dir={logs}",
+        "model.optimizer.lr=choice(0.003,-1.0,0.002,0.001)",
+    ]
     proc = run_script([*common, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={tmp_path / 's1'}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = optuna.load_study(study_name="translation", storage=storage)
@@ -173,8 +255,9 @@ def test_optuna_records_a_failing_trial_as_failed_and_goes_on_then_retries_it(tm
     assert len(jobs) == 4 and len(bad) == 1 and "learning rate" in bad[0]["error"].lower()
 
     # The same command again resumes the study; failed_trials=retry runs the failed parameters first.
-    proc = run_script([*common, "hydra.sweeper.n_trials=1", "hydra.sweeper.failed_trials=retry",
-                       f"hydra.sweep.dir={tmp_path / 's2'}"])
+    proc = run_script(
+        [*common, "hydra.sweeper.n_trials=1", "hydra.sweeper.failed_trials=retry", f"hydra.sweep.dir={tmp_path / 's2'}"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = optuna.load_study(study_name="translation", storage=storage)
     assert len(study.trials) == 5 and study.trials[-1].params == failed.params
@@ -201,9 +284,9 @@ def test_a_nan_or_missing_value_becomes_a_failed_trial_with_its_reason(tmp_path:
     assert fail_jobs_without_value([good, nan, crashed]) == [nan, crashed]
     assert good.status == JobStatus.COMPLETED and good.return_value == 12.5
     with pytest.raises(TrialFailed, match="val/bleu is nan"):
-        nan.return_value
+        _ = nan.return_value
     with pytest.raises(TrialFailed, match="boom"):
-        crashed.return_value
+        _ = crashed.return_value
     record = json.loads((tmp_path / "nan" / "metrics.json").read_text())
     assert record["status"] == "failed" and "failed Optuna trial" in record["error"]
     assert record["attempts"][-1]["status"] == "failed"

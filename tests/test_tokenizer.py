@@ -72,10 +72,26 @@ def test_word_level_maps_unknown_words_to_unk_and_decode_drops_specials(syntheti
 def test_word_fast_path_matches_the_hf_pipeline(synthetic_src: list[str]) -> None:
     """encode_batch's dictionary shortcut for word-level must give the tokenizer's own ids."""
     tok = TextTokenizer.train(synthetic_src + REAL_TEXT, kind="word")
-    probes = synthetic_src[:50] + REAL_TEXT + [
-        "the  cat", " the", "the .. zebra", "", "can't", "a , b", "the cat.", "the zebra.", "the cat..", "the .", ".",
-        "the cat!", "the cat.x", "the,",
-    ]
+    probes = (
+        synthetic_src[:50]
+        + REAL_TEXT
+        + [
+            "the  cat",
+            " the",
+            "the .. zebra",
+            "",
+            "can't",
+            "a , b",
+            "the cat.",
+            "the zebra.",
+            "the cat..",
+            "the .",
+            ".",
+            "the cat!",
+            "the cat.x",
+            "the,",
+        ]
+    )
     assert tok.encode_batch(probes) == [tok.encode(t) for t in probes]
 
 

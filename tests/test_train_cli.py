@@ -56,8 +56,9 @@ def test_model_data_mismatch_fails_before_torch_with_the_fix() -> None:
 
 @pytest.mark.parametrize("kind", ["additive", "dot", "general", "multihead", "none"])
 def test_fast_dev_run_translation_every_attention(kind: str, tmp_path: Path) -> None:
-    cfg = compose_train(["debug=fdr", f"attention={kind}", "logger=csv", "extras.print_config=false",
-                         *TINY_TRANSLATION], tmp_path)
+    cfg = compose_train(
+        ["debug=fdr", f"attention={kind}", "logger=csv", "extras.print_config=false", *TINY_TRANSLATION], tmp_path
+    )
     metrics, objects = train(cfg)
     assert objects["trainer"].state.finished
     assert metrics["train/loss"] is not None and metrics["train/loss"] > 0
@@ -66,8 +67,9 @@ def test_fast_dev_run_translation_every_attention(kind: str, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("kind", ["additive", "dot", "general", "multihead", "none"])
 def test_fast_dev_run_detection_every_attention(kind: str, tmp_path: Path) -> None:
-    cfg = compose_train(["debug=fdr", f"attention={kind}", "logger=csv", "extras.print_config=false",
-                         *TINY_DETECTION], tmp_path)
+    cfg = compose_train(
+        ["debug=fdr", f"attention={kind}", "logger=csv", "extras.print_config=false", *TINY_DETECTION], tmp_path
+    )
     metrics, objects = train(cfg)
     assert objects["trainer"].state.finished
     assert metrics["train/loss"] is not None and metrics["train/loss"] > 0
@@ -79,31 +81,64 @@ def test_fast_dev_run_detection_every_attention(kind: str, tmp_path: Path) -> No
 def test_detection_train_script_then_eval(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     common = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}"]
-    proc = run_script(["train.py", "model=cnn_attn", "data=coco", "debug=limit", *TINY_DETECTION[1:], *common,
-                       "extras.print_config=false", f"hydra.run.dir={run_dir}"])
+    proc = run_script(
+        [
+            "train.py",
+            "model=cnn_attn",
+            "data=coco",
+            "debug=limit",
+            *TINY_DETECTION[1:],
+            *common,
+            "extras.print_config=false",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "ok" and record["task"] == "detection"
     assert record["metrics"]["test/map_50"] is not None
     # The checkpoint train.py tested (the best one), so eval must reproduce its test figures exactly;
     # with the task overrides train.py took (row 12 of issue 10), checked against the checkpoint.
-    proc = run_script(["eval.py", "model=cnn_attn", "data=coco", f"ckpt_path={record['best_model_path']}", *common,
-                       f"hydra.run.dir={tmp_path / 'eval'}"])
+    proc = run_script(
+        [
+            "eval.py",
+            "model=cnn_attn",
+            "data=coco",
+            f"ckpt_path={record['best_model_path']}",
+            *common,
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["metrics"]["test/map"] == pytest.approx(record["metrics"]["test/map"], abs=1e-6)
     # Data overrides apply on top of the run's data config: another test annotation file is used.
-    proc = run_script(["eval.py", "model=cnn_attn", "data=coco", f"ckpt_path={record['best_model_path']}", *common,
-                       "data.splits.test.annotations=annotations/other_test.json", f"hydra.run.dir={tmp_path / 'e2'}"])
+    proc = run_script(
+        [
+            "eval.py",
+            "model=cnn_attn",
+            "data=coco",
+            f"ckpt_path={record['best_model_path']}",
+            *common,
+            "data.splits.test.annotations=annotations/other_test.json",
+            f"hydra.run.dir={tmp_path / 'e2'}",
+        ]
+    )
     assert proc.returncode == 1 and "other_test.json" in proc.stdout + proc.stderr, proc.stderr[-3000:]
 
 
 def test_train_script_then_eval_from_its_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = run_script([
-        "train.py", "debug=limit", *TINY_TRANSLATION, f"paths.log_dir={tmp_path / 'logs'}",
-        f"hydra.run.dir={run_dir}", "tags=[cli_test]",
-    ])
+    proc = run_script(
+        [
+            "train.py",
+            "debug=limit",
+            *TINY_TRANSLATION,
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"hydra.run.dir={run_dir}",
+            "tags=[cli_test]",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "ok" and record["task"] == "translation"
@@ -117,8 +152,14 @@ def test_train_script_then_eval_from_its_checkpoint(tmp_path: Path) -> None:
     assert record["wandb"]["id"] in offline[0].name
 
     eval_dir = tmp_path / "eval"
-    proc = run_script(["eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
-                       f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={eval_dir}"])
+    proc = run_script(
+        [
+            "eval.py",
+            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"hydra.run.dir={eval_dir}",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
     assert evaluated["split"] == "test" and evaluated["metrics"]["test/bleu"] is not None
@@ -135,20 +176,35 @@ def test_compile_option_compiles_the_hot_modules_and_keeps_checkpoint_keys(task:
     # backend=eager: dynamo traces our modules (what breaks compile shows up here) without paying
     # for inductor's code generation; trainer=gpu compile.enabled=true uses inductor.
     data = TINY_TRANSLATION if task == "translation" else TINY_DETECTION
-    cfg = compose_train(["debug=fdr", "logger=csv", "extras.print_config=false", "compile.enabled=true",
-                         "compile.backend=eager", "compile.dynamic=true", *data], tmp_path)
+    cfg = compose_train(
+        [
+            "debug=fdr",
+            "logger=csv",
+            "extras.print_config=false",
+            "compile.enabled=true",
+            "compile.backend=eager",
+            "compile.dynamic=true",
+            *data,
+        ],
+        tmp_path,
+    )
     metrics, objects = train(cfg)
     assert objects["trainer"].state.finished and metrics["train/loss"] > 0
     model = objects["model"]
     compiled = {name for name, m in model.named_modules() if getattr(m, "_compiled_call_impl", None) is not None}
-    expected = {"model.decoder.attention", "model.decoder.cells.0", "model.decoder.out"} if task == "translation" \
+    expected = (
+        {"model.decoder.attention", "model.decoder.cells.0", "model.decoder.out"}
+        if task == "translation"
         else {"net.detector.backbone"}
+    )
     assert expected <= compiled, compiled
     assert not any("_orig_mod" in key for key in model.state_dict())  # checkpoints load with or without compile
 
 
 @pytest.mark.parametrize("logger", ["logger=null", "logger=[]", "~logger"])
-def test_no_logger_runs_with_the_default_callbacks(logger: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_logger_runs_with_the_default_callbacks(
+    logger: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 13 of issue 10: Lightning's LR monitor refuses a logger-less trainer; it steps aside instead.
     ``logger=null`` (which Hydra itself refuses for a group) means ``logger=[]`` on train.py's command line."""
     import logging

@@ -222,8 +222,13 @@ def test_real_trainer_sets_the_epoch_and_reshuffles(tmp_path: Path) -> None:
     dm = TranslationDataModule(n_train=300, n_val=20, n_test=20, batch_size=16, cache_dir=tmp_path, seed=3)
     model = Recorder()
     trainer = pl.Trainer(
-        max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        max_epochs=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(model, datamodule=dm)
     assert len(model.first_batches) == 2 and model.first_batches[0] != model.first_batches[1]
@@ -235,8 +240,14 @@ def test_real_trainer_sets_the_epoch_and_reshuffles(tmp_path: Path) -> None:
     # overfit_batches (debug=overfit) must see the same batches every epoch.
     model = Recorder()
     trainer = pl.Trainer(
-        max_epochs=2, overfit_batches=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        max_epochs=2,
+        overfit_batches=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(model, datamodule=dm)
     assert len(model.first_batches) == 2 and model.first_batches[0] == model.first_batches[1]
@@ -257,8 +268,14 @@ def test_hydra_configs_compose_and_instantiate(tmp_path: Path) -> None:
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
-            overrides=["+data=translation", f"+paths.cache_dir={tmp_path}", "+seed=9", "data.n_train=400",
-                       "data.n_val=30", "data.n_test=30"]
+            overrides=[
+                "+data=translation",
+                f"+paths.cache_dir={tmp_path}",
+                "+seed=9",
+                "data.n_train=400",
+                "data.n_val=30",
+                "data.n_test=30",
+            ]
         )
         files_cfg = compose(overrides=["+data=translation_files", f"+paths.cache_dir={tmp_path}"])
     assert cfg.data.task == "translation" and files_cfg.data.task == "translation"
@@ -272,7 +289,9 @@ def test_hydra_configs_compose_and_instantiate(tmp_path: Path) -> None:
     files.pop("task")
     fdm = instantiate(files)
     assert isinstance(fdm, TranslationFilesDataModule) and fdm.tokenizer_kind == "bpe" and fdm.seed == 0
-    with pytest.raises(DataError, match=r"data.train_src is not set: set data.train_src=.*data.format=tsv data.train_tsv="):
+    with pytest.raises(
+        DataError, match=r"data.train_src is not set: set data.train_src=.*data.format=tsv data.train_tsv="
+    ):
         fdm.setup("fit")
 
 
@@ -280,10 +299,22 @@ def test_hydra_configs_compose_and_instantiate(tmp_path: Path) -> None:
 # Files on disk
 # --------------------------------------------------------------------------------------------
 
-EN = ["The cat sleeps.", "A dog runs fast!", "Where is the café?", "I like green apples, don't you?",
-      "The  old   man reads.", "We went to Zürich yesterday."]
-FR = ["Le chat dort.", "Un chien court vite !", "Où est le café ?", "J'aime les pommes vertes, pas toi ?",
-      "Le vieil homme lit.", "Nous sommes allés à Zurich hier."]
+EN = [
+    "The cat sleeps.",
+    "A dog runs fast!",
+    "Where is the café?",
+    "I like green apples, don't you?",
+    "The  old   man reads.",
+    "We went to Zürich yesterday.",
+]
+FR = [
+    "Le chat dort.",
+    "Un chien court vite !",
+    "Où est le café ?",
+    "J'aime les pommes vertes, pas toi ?",
+    "Le vieil homme lit.",
+    "Nous sommes allés à Zurich hier.",
+]
 
 
 def write(path: Path, lines: list[str]) -> Path:
@@ -322,8 +353,15 @@ def test_tsv_files_with_extra_columns_and_chosen_columns(tmp_path: Path) -> None
     train = write(tmp_path / "train.tsv", rows * 4 + [""])  # a trailing blank line is fine
     val = write(tmp_path / "val.tsv", rows[:2])
     dm = files_dm(
-        tmp_path, format="tsv", train_tsv=str(train), val_tsv=str(val), test_tsv=str(val),
-        tsv_src_col=2, tsv_tgt_col=1, lowercase=True, tokenizer="word",
+        tmp_path,
+        format="tsv",
+        train_tsv=str(train),
+        val_tsv=str(val),
+        test_tsv=str(val),
+        tsv_src_col=2,
+        tsv_tgt_col=1,
+        lowercase=True,
+        tokenizer="word",
     )
     dm.setup("fit")
     assert len(dm.datasets["train"]) == 24
@@ -348,8 +386,15 @@ def test_max_len_drops_long_training_pairs_only(tmp_path: Path) -> None:
     tgt = write(tmp_path / "train.fr", FR + ["mot"])
     val_src = write(tmp_path / "val.en", [long_en])
     val_tgt = write(tmp_path / "val.fr", ["mot"])
-    dm = files_dm(tmp_path, train_src=str(src), train_tgt=str(tgt), val_src=str(val_src), val_tgt=str(val_tgt),
-                  max_len=20, tokenizer="word")
+    dm = files_dm(
+        tmp_path,
+        train_src=str(src),
+        train_tgt=str(tgt),
+        val_src=str(val_src),
+        val_tgt=str(val_tgt),
+        max_len=20,
+        tokenizer="word",
+    )
     dm.setup("fit")
     assert dm.n_dropped_long == 1 and len(dm.datasets["train"]) == len(EN)
     assert list(dm.datasets["val"].src_text) == [long_en]

@@ -118,7 +118,8 @@ class AdditiveAttention(ScoredAttention):
         for q_block in query_proj.split(q_chunk, dim=1):
             tiles = [
                 checkpoint(_additive_tile, q_block, k_block, v, use_reentrant=False, preserve_rng_state=False)
-                if recompute else _additive_tile(q_block, k_block, v)
+                if recompute
+                else _additive_tile(q_block, k_block, v)
                 for k_block in key_blocks
             ]
             rows.append(tiles[0] if len(tiles) == 1 else torch.cat(tiles, dim=2))

@@ -50,8 +50,13 @@ class PreparedKeys:
     def index_select(self, index: Tensor) -> PreparedKeys:
         """Rows ``index`` (N,) of every tensor, e.g. to repeat each sentence over beams."""
         pick = lambda t: t.index_select(0, index)  # noqa: E731
-        return PreparedKeys(pick(self.keys), pick(self.values), None if self.mask is None else pick(self.mask),
-                            {name: pick(t) for name, t in self.cache.items()}, self.owner)
+        return PreparedKeys(
+            pick(self.keys),
+            pick(self.values),
+            None if self.mask is None else pick(self.mask),
+            {name: pick(t) for name, t in self.cache.items()},
+            self.owner,
+        )
 
 
 def broadcast_mask(mask: Tensor, scores: Tensor) -> Tensor:
@@ -96,8 +101,9 @@ def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
     return filled.softmax(dim=-1, dtype=wide).to(scores.dtype).masked_fill(~keep, 0.0)
 
 
-def masked_uniform(mask: Tensor | None, batch: int, num_keys: int, *, dtype: torch.dtype,
-                   device: torch.device) -> Tensor:
+def masked_uniform(
+    mask: Tensor | None, batch: int, num_keys: int, *, dtype: torch.dtype, device: torch.device
+) -> Tensor:
     """Uniform weights over the unmasked keys (the ``none`` baseline's weights).
 
     Args:
@@ -163,11 +169,15 @@ class Attention(nn.Module):
         if isinstance(keys, PreparedKeys):
             prepared = keys
             if values is not None or mask is not None:
-                raise ValueError(f"{type(self).__name__}: keys were prepared with their values and mask; "
-                                 "pass values=None and mask=None with them")
+                raise ValueError(
+                    f"{type(self).__name__}: keys were prepared with their values and mask; "
+                    "pass values=None and mask=None with them"
+                )
             if prepared.owner != id(self):
-                raise ValueError(f"{type(self).__name__}: these PreparedKeys were made by another attention "
-                                 "block; call prepare() on the block that uses them")
+                raise ValueError(
+                    f"{type(self).__name__}: these PreparedKeys were made by another attention "
+                    "block; call prepare() on the block that uses them"
+                )
             self._check_query(query, prepared.keys)
             return self._attend(query, prepared.keys, prepared.values, prepared.mask, need_weights, prepared.cache)
         if values is None:
@@ -195,7 +205,12 @@ class Attention(nn.Module):
         return {}
 
     def _attend(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool,
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor | None,
+        need_weights: bool,
         cache: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor | None]:
         """Kind-specific computation; inputs are already validated (see :meth:`forward`).
@@ -207,28 +222,37 @@ class Attention(nn.Module):
         if query.dim() != 3 or query.size(-1) != self.query_dim:
             raise ValueError(f"{name}: query must have shape (B, T, {self.query_dim}), got {tuple(query.shape)}")
         if query.size(0) != keys.size(0):
-            raise ValueError(f"{name}: batch sizes differ: query {tuple(query.shape)}, prepared keys "
-                             f"{tuple(keys.shape)}")
+            raise ValueError(
+                f"{name}: batch sizes differ: query {tuple(query.shape)}, prepared keys {tuple(keys.shape)}"
+            )
 
     def _check_inputs(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> None:
         # Shape errors deep inside a matmul are cryptic; name the offending tensor here.
         name = type(self).__name__
-        for label, t, dim in (("query", query, self.query_dim), ("keys", keys, self.key_dim),
-                              ("values", values, self.value_dim)):
+        for label, t, dim in (
+            ("query", query, self.query_dim),
+            ("keys", keys, self.key_dim),
+            ("values", values, self.value_dim),
+        ):
             if t.dim() != 3 or t.size(-1) != dim:
                 raise ValueError(f"{name}: {label} must have shape (B, T, {dim}), got {tuple(t.shape)}")
         if not (query.size(0) == keys.size(0) == values.size(0)):
-            raise ValueError(f"{name}: batch sizes differ: query {tuple(query.shape)}, "
-                             f"keys {tuple(keys.shape)}, values {tuple(values.shape)}")
+            raise ValueError(
+                f"{name}: batch sizes differ: query {tuple(query.shape)}, "
+                f"keys {tuple(keys.shape)}, values {tuple(values.shape)}"
+            )
         if keys.size(1) != values.size(1):
-            raise ValueError(f"{name}: keys {tuple(keys.shape)} and values {tuple(values.shape)} "
-                             "must have the same number of positions")
+            raise ValueError(
+                f"{name}: keys {tuple(keys.shape)} and values {tuple(values.shape)} "
+                "must have the same number of positions"
+            )
         if mask is not None:
             if mask.dtype != torch.bool:
                 raise ValueError(f"{name}: mask must be a bool tensor (True = may attend), got {mask.dtype}")
             if tuple(mask.shape) != (keys.size(0), keys.size(1)):
-                raise ValueError(f"{name}: mask must have shape (B, Tk) = {(keys.size(0), keys.size(1))}, "
-                                 f"got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"{name}: mask must have shape (B, Tk) = {(keys.size(0), keys.size(1))}, got {tuple(mask.shape)}"
+                )
 
     def extra_repr(self) -> str:
         return f"query_dim={self.query_dim}, key_dim={self.key_dim}, value_dim={self.value_dim}, out_dim={self.out_dim}"
@@ -241,8 +265,7 @@ class ScoredAttention(Attention):
     are shared, so ``context == weights @ values`` holds exactly in eval mode.
     """
 
-    def __init__(self, query_dim: int, key_dim: int, value_dim: int | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(self, query_dim: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0) -> None:
         super().__init__(query_dim, key_dim, value_dim)
         self.dropout = float(dropout)
 
@@ -252,7 +275,12 @@ class ScoredAttention(Attention):
         raise NotImplementedError
 
     def _attend(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool,
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor | None,
+        need_weights: bool,
         cache: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor | None]:
         weights = masked_softmax(self.score(query, keys, cache), mask)  # (B, Tq, Tk)

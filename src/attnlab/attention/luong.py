@@ -31,8 +31,7 @@ class DotAttention(ScoredAttention):
         ValueError: if ``query_dim != key_dim`` (use ``general`` for that).
     """
 
-    def __init__(self, query_dim: int, key_dim: int, value_dim: int | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(self, query_dim: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0) -> None:
         if int(query_dim) != int(key_dim):
             raise ValueError(
                 f"dot attention needs query_dim == key_dim, got {query_dim} and {key_dim}; "
@@ -53,8 +52,7 @@ class GeneralAttention(ScoredAttention):
         dropout: dropout on the attention weights (training mode only).
     """
 
-    def __init__(self, query_dim: int, key_dim: int, value_dim: int | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(self, query_dim: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0) -> None:
         super().__init__(query_dim, key_dim, value_dim, dropout=dropout)
         # Projecting the queries (Tq of them) rather than the keys: in decoding Tq = 1
         # per step while the keys are reused, so this is the cheaper side.

@@ -27,7 +27,12 @@ class MeanAttention(Attention):
         return {"weights": weights, "mean": torch.bmm(weights, values)}  # (B, 1, Tk), (B, 1, Dv)
 
     def _attend(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool,
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor | None,
+        need_weights: bool,
         cache: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor | None]:
         batch, num_queries, num_keys = query.size(0), query.size(1), keys.size(1)

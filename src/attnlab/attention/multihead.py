@@ -90,7 +90,12 @@ class MultiHeadAttention(Attention):
         return {"k": self.k_proj(keys), "v": self.v_proj(values)}
 
     def _attend(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, need_weights: bool,
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor | None,
+        need_weights: bool,
         cache: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor | None]:
         batch, num_queries = query.size(0), query.size(1)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from attnlab.runs.checkpoint_io import CONFIG_KEY as CHECKPOINT_KEY  # noqa: E402 - one name for readers and writers
+from attnlab.runs.checkpoint_io import CONFIG_KEY as CHECKPOINT_KEY
 
 
 class ConfigInCheckpoint(pl.Callback):

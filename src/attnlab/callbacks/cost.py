@@ -114,8 +114,9 @@ class CostRecorder(pl.Callback):
         self._start_step = trainer.global_step
         self._units = 0
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         units = getattr(pl_module, "batch_units", None)
         if units is not None:
             # A device tensor for token counts: summed without a host sync per step.
@@ -135,12 +136,16 @@ class CostRecorder(pl.Callback):
         wall = time.perf_counter() - self._train_start
         loop_s = max(wall - self._val_s, 1e-9)
         steps = trainer.global_step - self._start_step
-        self._log(pl_module, "mean", {
-            "cost/params_total": sum(p.numel() for p in pl_module.parameters()),
-            "cost/params_attention": attention_parameters(pl_module),
-            "cost/train_steps": steps,
-            "cost/steps_per_s": steps / loop_s,
-        })
+        self._log(
+            pl_module,
+            "mean",
+            {
+                "cost/params_total": sum(p.numel() for p in pl_module.parameters()),
+                "cost/params_attention": attention_parameters(pl_module),
+                "cost/train_steps": steps,
+                "cost/steps_per_s": steps / loop_s,
+            },
+        )
         self._log(pl_module, "max", {"cost/train_wall_s": wall, **self._memory(pl_module)})
         unit = getattr(pl_module, "throughput_unit", None)
         if unit:
@@ -150,13 +155,21 @@ class CostRecorder(pl.Callback):
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._test_s, self._test_examples = 0.0, 0
 
-    def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int,
-                            dataloader_idx: int = 0) -> None:
+    def on_test_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._sync(pl_module)
         self._test_batch_start = time.perf_counter()
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self._sync(pl_module)
         self._test_s += time.perf_counter() - self._test_batch_start
         units = getattr(pl_module, "batch_units", None)

@@ -54,8 +54,9 @@ class EpochProgressLog(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._loss_sum, self._loss_count = 0.0, 0
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None:
             # Summed on the device: no host sync per step.
@@ -70,9 +71,11 @@ class EpochProgressLog(pl.Callback):
     def line(self, trainer: pl.Trainer) -> str:
         """The progress line for the epoch that just ended."""
         elapsed = time.perf_counter() - self._start
-        parts = [f"epoch {trainer.current_epoch + 1}" + (f"/{trainer.max_epochs}" if trainer.max_epochs and
-                                                         trainer.max_epochs > 0 else ""),
-                 f"step {trainer.global_step}"]
+        parts = [
+            f"epoch {trainer.current_epoch + 1}"
+            + (f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""),
+            f"step {trainer.global_step}",
+        ]
         if self._loss_count:
             parts.append(f"train/loss {float(self._loss_sum) / self._loss_count:.4g}")
         value = trainer.callback_metrics.get(self.monitor) if self.monitor else None

@@ -31,18 +31,23 @@ class ScheduleFollowsBudget(pl.Callback):
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         # Called before Lightning restores optimizers and schedulers from this same dict.
-        self._stored = [{k: state.pop(k) for k in LENGTH_KEYS if k in state}
-                        for state in checkpoint.get("lr_schedulers") or []]
+        self._stored = [
+            {k: state.pop(k) for k in LENGTH_KEYS if k in state} for state in checkpoint.get("lr_schedulers") or []
+        ]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for stored, config in zip(self._stored, trainer.lr_scheduler_configs):
             scheduler = config.scheduler
-            changed = {k: (v, getattr(scheduler, k)) for k, v in stored.items()
-                       if not k.startswith("_") and hasattr(scheduler, k) and getattr(scheduler, k) != v}
+            changed = {
+                k: (v, getattr(scheduler, k))
+                for k, v in stored.items()
+                if not k.startswith("_") and hasattr(scheduler, k) and getattr(scheduler, k) != v
+            }
             if changed:
                 log.warning(
                     "Resumed with a new budget: %s %s. The LR schedule is rebuilt for the new total and "
-                    "continues from step %s of it.", type(scheduler).__name__,
+                    "continues from step %s of it.",
+                    type(scheduler).__name__,
                     ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items()),
                     getattr(scheduler, "last_epoch", "?"),
                 )

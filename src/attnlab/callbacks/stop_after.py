@@ -34,6 +34,11 @@ class StopAfterEpochs(pl.Callback):
             return
         limit = trainer.fit_loop.max_epochs
         if limit is None or limit < 0 or self.epochs < limit:
-            log.info("stop_after_epochs=%d: training stops after epoch %d of %s; resume with "
-                     "ckpt_path=<run>/checkpoints/last.ckpt stop_after_epochs=null", self.epochs, self.epochs, limit)
+            log.info(
+                "stop_after_epochs=%d: training stops after epoch %d of %s; resume with "
+                "ckpt_path=<run>/checkpoints/last.ckpt stop_after_epochs=null",
+                self.epochs,
+                self.epochs,
+                limit,
+            )
             trainer.fit_loop.max_epochs = self.epochs

@@ -24,5 +24,11 @@ class TimedLastCheckpoint(ModelCheckpoint):
     def __init__(self, dirpath: str | Path, minutes: float = 10.0, filename: str = "last") -> None:
         if not minutes or minutes <= 0:
             raise ValueError(f"callbacks.time_checkpoint.minutes must be > 0, got {minutes} (null switches it off)")
-        super().__init__(dirpath=dirpath, filename=filename, monitor=None, save_top_k=1,
-                         train_time_interval=timedelta(minutes=float(minutes)), enable_version_counter=False)
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            monitor=None,
+            save_top_k=1,
+            train_time_interval=timedelta(minutes=float(minutes)),
+            enable_version_counter=False,
+        )

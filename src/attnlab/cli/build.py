@@ -51,8 +51,10 @@ def compile_task(model: Any, options: Any) -> list[str]:
     if targets is None:
         from attnlab.errors import ConfigError
 
-        raise ConfigError(f"compile.enabled=true, but {type(model).__name__} does not say what to compile "
-                          "(no compile_targets()); run with compile.enabled=false.")
+        raise ConfigError(
+            f"compile.enabled=true, but {type(model).__name__} does not say what to compile "
+            "(no compile_targets()); run with compile.enabled=false."
+        )
     kwargs = {k: options.get(k) for k in ("backend", "mode", "dynamic") if options.get(k) is not None}
     names = []
     for name, module in targets().items():

@@ -20,17 +20,26 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", type=Path, help="sweep folders, run folders or W&B offline run folders")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from W&B's public API instead")
-    parser.add_argument("--out", type=Path,
-                        help="where to write the tables and plots (default: <first path>/comparison)")
-    parser.add_argument("--baseline", default="attention=none", metavar="KEY=VALUE",
-                        help="the runs every other kind is tested against, per task (default: attention=none; "
-                             "'off' skips the significance tests)")
+    parser.add_argument(
+        "--out", type=Path, help="where to write the tables and plots (default: <first path>/comparison)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default="attention=none",
+        metavar="KEY=VALUE",
+        help="the runs every other kind is tested against, per task (default: attention=none; "
+        "'off' skips the significance tests)",
+    )
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     parser.add_argument("--no-wandb-run", action="store_true", help="do not log the comparison as a W&B run")
     parser.add_argument("--wandb-project", default="attnlab", help="project of the comparison's W&B run")
     parser.add_argument("--wandb-entity", default=None, help="entity of the comparison's W&B run")
-    parser.add_argument("--wandb-dir", type=Path, default=None,
-                        help="where the comparison's W&B run is kept (default: the project's logs/)")
+    parser.add_argument(
+        "--wandb-dir",
+        type=Path,
+        default=None,
+        help="where the comparison's W&B run is kept (default: the project's logs/)",
+    )
     return parser
 
 
@@ -71,12 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         from attnlab.project import project_root
 
         try:
-            run_dir = log_comparison_run(comparison, project=args.wandb_project, entity=args.wandb_entity,
-                                         save_dir=args.wandb_dir or project_root() / "logs")
+            run_dir = log_comparison_run(
+                comparison,
+                project=args.wandb_project,
+                entity=args.wandb_entity,
+                save_dir=args.wandb_dir or project_root() / "logs",
+            )
         except Exception as exc:  # noqa: BLE001 - the tables and plots above are written either way
             print(f"error: the comparison was written but not logged to W&B: {exc}", file=sys.stderr)
             return 1
         if run_dir:
             print(f"logged the comparison as a W&B run (job_type=compare): {run_dir}")
     return 0
-

@@ -30,8 +30,15 @@ META_KEYS = ("task", "_target_", "_partial_", "_recursive_", "_convert_", "_args
 
 # Counts that must not go below a bound, whatever their annotation says.
 MINIMUM = {
-    "batch_size": 1, "eval_batch_size": 1, "num_workers": 0, "accumulate_grad_batches": 1,
-    "log_every_n_steps": 1, "check_val_every_n_epoch": 1, "max_epochs": -1, "max_steps": -1, "min_epochs": 0,
+    "batch_size": 1,
+    "eval_batch_size": 1,
+    "num_workers": 0,
+    "accumulate_grad_batches": 1,
+    "log_every_n_steps": 1,
+    "check_val_every_n_epoch": 1,
+    "max_epochs": -1,
+    "max_steps": -1,
+    "min_epochs": 0,
     "num_nodes": 1,
 }
 
@@ -65,10 +72,13 @@ def _accepts(annotation: Any, value: Any) -> bool | None:
         return _UNKNOWN if any(type(value) is type(o) for o in options) else False
     if isinstance(value, Mapping) and "_target_" in value:
         return _UNKNOWN  # Hydra builds it before the call
-    scalar = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-              bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str),
-              type(None): lambda v: v is None}
+    scalar = {
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        bool: lambda v: isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+        type(None): lambda v: v is None,
+    }
     if annotation in scalar:
         return scalar[annotation](value)
     container = origin or annotation
@@ -89,7 +99,7 @@ def _annotation(param: inspect.Parameter, func: Callable[..., Any]) -> Any:
         module = sys.modules.get(getattr(func, "__module__", ""), None)
         namespace = {**vars(typing), **(vars(module) if module else {})}
         try:
-            annotation = eval(annotation, namespace)  # noqa: S307 - a library's own annotation text
+            annotation = eval(annotation, namespace)
         except Exception:  # noqa: BLE001 - names only imported for type checkers
             return inspect.Parameter.empty
     if annotation is inspect.Parameter.empty and param.default not in (inspect.Parameter.empty, None):

@@ -22,17 +22,24 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command with ``argv`` (default: the command line); return the exit status (2: unusable input)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--trust", action="store_true", help="I wrote this file: it may be read with weights_only=False")
+    parser.add_argument(
+        "--trust", action="store_true", help="I wrote this file: it may be read with weights_only=False"
+    )
     parser.add_argument("--output", type=Path, default=None, help="default: <name>.safe.ckpt beside it")
-    parser.add_argument("--in-place", action="store_true", help="replace the file (the original kept as <name>.pickled)")
+    parser.add_argument(
+        "--in-place", action="store_true", help="replace the file (the original kept as <name>.pickled)"
+    )
     args = parser.parse_args(argv)
     source: Path = args.checkpoint
     if not source.is_file():
         print(f"error: {source} does not exist", file=sys.stderr)
         return 2
     if not args.trust:
-        print(f"error: converting reads {source} with torch.load(weights_only=False), which runs any code the file "
-              "names. Convert only checkpoints you wrote yourself, and say so with --trust.", file=sys.stderr)
+        print(
+            f"error: converting reads {source} with torch.load(weights_only=False), which runs any code the file "
+            "names. Convert only checkpoints you wrote yourself, and say so with --trust.",
+            file=sys.stderr,
+        )
         return 2
     from attnlab.cli.checkpoint_convert import convert_file
     from attnlab.errors import AttnlabError
@@ -49,4 +56,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {target}" + (f" (original kept as {source.name}.pickled)" if args.in_place else ""))
     return 0
-

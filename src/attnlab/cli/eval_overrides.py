@@ -53,11 +53,15 @@ def check_task_overrides(
     if choices.get("model") and cfg.get("model") is not None:
         same = cfg.model.get("_target_") == (run_cfg.get("model") or {}).get("_target_")
         if not same or (run_choices.get("model") and choices["model"] != run_choices["model"]):
-            problems.append(f"{_describe(choices, cfg, 'model')}{via} but the checkpoint holds "
-                            f"{_describe(run_choices, run_cfg, 'model')}")
+            problems.append(
+                f"{_describe(choices, cfg, 'model')}{via} but the checkpoint holds "
+                f"{_describe(run_choices, run_cfg, 'model')}"
+            )
     if choices.get("data") and cfg.get("data") is not None and cfg.data.get("task") != run_task:
-        problems.append(f"{_describe(choices, cfg, 'data')}{via} is {cfg.data.get('task')} data but the checkpoint "
-                        f"holds a {run_task} model ({_describe(run_choices, run_cfg, 'model')})")
+        problems.append(
+            f"{_describe(choices, cfg, 'data')}{via} is {cfg.data.get('task')} data but the checkpoint "
+            f"holds a {run_task} model ({_describe(run_choices, run_cfg, 'model')})"
+        )
     run_kind = (run_cfg.get("attention") or {}).get("kind")
     if choices.get("attention") and cfg.get("attention") is not None and cfg.attention.get("kind") != run_kind:
         problems.append(f"attention={choices['attention']} but the checkpoint was trained with attention={run_kind}")
@@ -65,11 +69,15 @@ def check_task_overrides(
         if key.startswith("attention."):
             problems.append(f"{key}: the attention settings come from the checkpoint's weights")
     if problems:
-        raise ConfigError(f"{ckpt}: " + "; ".join(problems) + ". Drop those overrides, or pass a checkpoint of that "
-                          "model (the checkpoint decides the model, its attention and its task).")
+        raise ConfigError(
+            f"{ckpt}: " + "; ".join(problems) + ". Drop those overrides, or pass a checkpoint of that "
+            "model (the checkpoint decides the model, its attention and its task)."
+        )
 
 
-def data_config(cfg: DictConfig, choices: dict[str, str], run_cfg: dict[str, Any], run_choices: dict[str, str]) -> DictConfig:
+def data_config(
+    cfg: DictConfig, choices: dict[str, str], run_cfg: dict[str, Any], run_choices: dict[str, str]
+) -> DictConfig:
     """The data config to evaluate on: the run's own with the command line's ``data.*`` overrides
     applied, or, when another data option was chosen, that option as composed."""
     if choices.get("data") and choices["data"] != run_choices.get("data") and cfg.get("data") is not None:
@@ -78,7 +86,7 @@ def data_config(cfg: DictConfig, choices: dict[str, str], run_cfg: dict[str, Any
     for key, is_delete in _user_overrides():
         if not key.startswith("data."):
             continue
-        sub = key[len("data."):]
+        sub = key[len("data.") :]
         if is_delete:
             parent_key, _, leaf = sub.rpartition(".")
             parent = OmegaConf.select(data, parent_key) if parent_key else data
@@ -97,7 +105,7 @@ def model_overrides(cfg: DictConfig, task_cls: type) -> dict[str, Any]:
     for key, is_delete in _user_overrides():
         if not key.startswith("model."):
             continue
-        sub = key[len("model."):]
+        sub = key[len("model.") :]
         if is_delete or sub not in allowed:
             raise ConfigError(
                 f"{key}: the model comes from the checkpoint; at evaluation only its decoding and scoring "

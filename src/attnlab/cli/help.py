@@ -59,22 +59,24 @@ def render_help(config_name: str, overrides: Sequence[str], conf_dir: Path) -> s
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir), job_name=config_name):
         cfg = compose(config_name=config_name, overrides=list(overrides))
     groups = "\n".join(f"{group}: {', '.join(options)}" for group, options in config_groups(conf_dir).items())
-    return "\n".join([
-        f"attnlab {config_name}: one attention block, swept across translation and detection.",
-        "",
-        USAGE.get(config_name, ""),
-        "",
-        "== Configuration groups ==",
-        "Compose your configuration from those groups (group=option)",
-        "",
-        groups,
-        "",
-        "== Config ==",
-        "Override anything in the config (foo.bar=value)",
-        "",
-        OmegaConf.to_yaml(cfg, resolve=False),
-        "Hydra's own options (launchers, sweepers, logging): --hydra-help",
-    ])
+    return "\n".join(
+        [
+            f"attnlab {config_name}: one attention block, swept across translation and detection.",
+            "",
+            USAGE.get(config_name, ""),
+            "",
+            "== Configuration groups ==",
+            "Compose your configuration from those groups (group=option)",
+            "",
+            groups,
+            "",
+            "== Config ==",
+            "Override anything in the config (foo.bar=value)",
+            "",
+            OmegaConf.to_yaml(cfg, resolve=False),
+            "Hydra's own options (launchers, sweepers, logging): --hydra-help",
+        ]
+    )
 
 
 def print_fast_help(config_name: str, argv: Sequence[str], conf_dir: Path) -> bool:

@@ -54,7 +54,7 @@ def instantiate_loggers(node: DictConfig | None, **wandb_kwargs: Any) -> list[An
     loggers: list[Any] = []
     if not node:
         return loggers
-    for name, lg_conf in node.items():
+    for lg_conf in node.values():
         if not (isinstance(lg_conf, DictConfig) and "_target_" in lg_conf):
             continue
         if "WandbLogger" in str(lg_conf._target_):

@@ -44,4 +44,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{split:5s}: {counts['images']:6d} images, {counts['annotations']:6d} boxes")
     print(f"wrote {summary['root']} in {summary['seconds']:.1f} s")
     return 0
-

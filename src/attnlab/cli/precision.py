@@ -99,6 +99,5 @@ def resolve_precision(trainer_cfg: Any) -> str:
     precision, why = resolved_precision(trainer_cfg.get("accelerator", "cpu"), asked)
     if str(asked) == AUTO:
         trainer_cfg.precision = precision
-        log.info("Precision: %s (trainer.precision=auto: %s; trainer.precision=32-true for float32)",
-                 precision, why)
+        log.info("Precision: %s (trainer.precision=auto: %s; trainer.precision=32-true for float32)", precision, why)
     return precision

@@ -48,10 +48,15 @@ def compare_sweep(config: DictConfig, sweep_dir: Path) -> None:
         if wandb_cfg is not None:
             from attnlab.compare.wandb_run import log_comparison_run
 
-            log_comparison_run(comparison, project=str(wandb_cfg.get("project") or "attnlab"),
-                               entity=wandb_cfg.get("entity"), save_dir=str(wandb_cfg.get("save_dir") or "."),
-                               mode=wandb_cfg.get("mode"), name=f"compare-{sweep_dir.name}")
-    except Exception as exc:  # noqa: BLE001 - a comparison must never cost the sweep's records
+            log_comparison_run(
+                comparison,
+                project=str(wandb_cfg.get("project") or "attnlab"),
+                entity=wandb_cfg.get("entity"),
+                save_dir=str(wandb_cfg.get("save_dir") or "."),
+                mode=wandb_cfg.get("mode"),
+                name=f"compare-{sweep_dir.name}",
+            )
+    except Exception as exc:
         log.warning("The sweep comparison failed (the jobs' records are complete): %s", exc, exc_info=True)
 
 

@@ -55,7 +55,7 @@ def run_job(cfg: DictConfig) -> float | None:
         metrics, extra = job.progress()
         finish_run("interrupted", cfg, job.run, metrics, type(exc).__name__, started, extra, job.attempt)
         raise
-    except Exception as exc:  # noqa: BLE001 - recorded, then reported or re-raised below
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
         metrics, extra = job.progress()
         finish_run("failed", cfg, job.run, metrics, error, started, extra, job.attempt)

@@ -87,4 +87,3 @@ def main(argv: list[str] | None = None) -> int:
     for line in task.translate(sentences, beam_size=args.beam_size, batch_size=args.batch_size):
         print(line)
     return 0
-

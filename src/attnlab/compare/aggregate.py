@@ -41,8 +41,7 @@ def setting_of(record: RunRecord, leave_out: Sequence[str] = ()) -> tuple[tuple[
     def kept(key: str) -> bool:
         return not any(key == k or key.startswith(k + ".") for k in leave_out)
 
-    items = {f"choice:{k}": str(v) for k, v in record.choices.items()
-             if not k.startswith(_NOT_SETTINGS) and kept(k)}
+    items = {f"choice:{k}": str(v) for k, v in record.choices.items() if not k.startswith(_NOT_SETTINGS) and kept(k)}
     items.update({k: str(v) for k, v in record.hparams.items() if not is_seed_key(k) and kept(k)})
     return tuple(sorted(items.items()))
 

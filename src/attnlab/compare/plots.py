@@ -46,8 +46,14 @@ def plot_main_metric(groups: Sequence[RunGroup], path: Path) -> Path | None:
         values = [g.values(metric) for g in shown]
         means = [mean(v) for v in values]
         labels = [g.label for g in shown]
-        bars = ax.bar(labels, means, yerr=[_std(v) for v in values], capsize=4,
-                      color=[_color(g.attention) for g in shown], error_kw={"elinewidth": 1})
+        bars = ax.bar(
+            labels,
+            means,
+            yerr=[_std(v) for v in values],
+            capsize=4,
+            color=[_color(g.attention) for g in shown],
+            error_kw={"elinewidth": 1},
+        )
         for i, v in enumerate(values):
             ax.scatter([i] * len(v), v, color="black", s=12, zorder=3)
         ax.bar_label(bars, labels=[f"{m:.3g}" for m in means], padding=2, fontsize=9)
@@ -95,8 +101,9 @@ def plot_bleu_by_length(groups: Sequence[RunGroup], path: Path) -> Path | None:
         xs = [i for i, lab in enumerate(labels) if per_label.get(lab)]
         ys = [mean(per_label[labels[i]]) for i in xs]
         errs = [_std(per_label[labels[i]]) for i in xs]
-        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=name,
-                    linestyle="--" if kinds[name] == "none" else "-")
+        ax.errorbar(
+            xs, ys, yerr=errs, marker="o", capsize=3, label=name, linestyle="--" if kinds[name] == "none" else "-"
+        )
     ax.set_xticks(range(len(labels)), [f"{lab} words" for lab in labels])
     ax.set_xlabel("source sentence length")
     ax.set_ylabel("test BLEU (mean ± std over seeds)")
@@ -111,8 +118,12 @@ def plot_bleu_by_length(groups: Sequence[RunGroup], path: Path) -> Path | None:
 
 
 #: Cost axes of the quality-vs-cost plot, in order; a task gets the ones its runs recorded.
-_COST_AXES = (("cost/train_tokens_per_s", "cost/train_images_per_s"), ("cost/test_ms_per_sentence",
-              "cost/test_ms_per_image"), ("cost/peak_gpu_mem_mb", "cost/peak_rss_mb"), ("cost/params_total",))
+_COST_AXES = (
+    ("cost/train_tokens_per_s", "cost/train_images_per_s"),
+    ("cost/test_ms_per_sentence", "cost/test_ms_per_image"),
+    ("cost/peak_gpu_mem_mb", "cost/peak_rss_mb"),
+    ("cost/params_total",),
+)
 
 
 def plot_quality_vs_cost(groups: Sequence[RunGroup], task: str, path: Path) -> Path | None:
@@ -122,8 +133,9 @@ def plot_quality_vs_cost(groups: Sequence[RunGroup], task: str, path: Path) -> P
     if not shown:
         return None
     present = set().union(*(g.metric_names() for g in shown))
-    axes_keys = [next(k for k in options if k in present) for options in _COST_AXES
-                 if any(k in present for k in options)]
+    axes_keys = [
+        next(k for k in options if k in present) for options in _COST_AXES if any(k in present for k in options)
+    ]
     if not axes_keys:
         return None
     plt = _pyplot()
@@ -140,8 +152,17 @@ def plot_quality_vs_cost(groups: Sequence[RunGroup], task: str, path: Path) -> P
             attn = g.stats("cost/params_attention")
             label = g.label + (f" ({attn.mean:,.0f} attn params)" if attn is not None else "")
             color = colors(order[g.attention] % 10)
-            ax.errorbar([mean(xs)], [mean(ys)], xerr=[_std(xs)], yerr=[_std(ys)], fmt="o", capsize=3,
-                        color=color, label=label, markersize=7)
+            ax.errorbar(
+                [mean(xs)],
+                [mean(ys)],
+                xerr=[_std(xs)],
+                yerr=[_std(ys)],
+                fmt="o",
+                capsize=3,
+                color=color,
+                label=label,
+                markersize=7,
+            )
             ax.scatter(xs, ys, color=color, s=10, alpha=0.5)
         ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (higher is cheaper)" if cost.endswith("_per_s") else ""))
         ax.set_ylabel(f"{metric} (mean ± std)")

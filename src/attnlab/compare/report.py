@@ -70,14 +70,18 @@ class Comparison:
 
         out.mkdir(parents=True, exist_ok=True)
         header, rows = table_rows(self.records)
-        written = [write_csv(header, rows, out / "comparison.csv"),
-                   write_csv(*aggregated_csv_rows(self.groups), out / "aggregated.csv")]
+        written = [
+            write_csv(header, rows, out / "comparison.csv"),
+            write_csv(*aggregated_csv_rows(self.groups), out / "aggregated.csv"),
+        ]
         if self.baseline:
             from attnlab.compare.significance import significance_table
 
             written.append(write_csv(*significance_table(self.significance), out / "significance.csv"))
-        plots = [plot_main_metric(self.groups, out / "main_metric_by_attention.png"),
-                 plot_bleu_by_length(self.groups, out / "bleu_by_length.png")]
+        plots = [
+            plot_main_metric(self.groups, out / "main_metric_by_attention.png"),
+            plot_bleu_by_length(self.groups, out / "bleu_by_length.png"),
+        ]
         plots += [plot_quality_vs_cost(self.groups, task, out / f"quality_vs_cost_{task}.png") for task in self.tasks]
         written += [p for p in plots if p]
         written.insert(0, self._write_markdown(out / "comparison.md", [p for p in plots if p]))
@@ -93,13 +97,19 @@ class Comparison:
             lines += [f"## {task}: seeds aggregated (mean ± std, min–max)", ""]
             lines += markdown_table(*aggregated_rows([g for g in self.groups if g.task == task])) + [""]
         if self.baseline:
-            lines += [f"## Significance against {self.baseline}", "",
-                      f"Paired bootstrap; **bold** with `*`: significant at p < {ALPHA}. The bootstrap resamples test "
-                      "items, so it measures test-set noise; seed-to-seed spread is the std in the table above.", ""]
+            lines += [
+                f"## Significance against {self.baseline}",
+                "",
+                f"Paired bootstrap; **bold** with `*`: significant at p < {ALPHA}. The bootstrap resamples test "
+                "items, so it measures test-set noise; seed-to-seed spread is the std in the table above.",
+                "",
+            ]
             header, rows = significance_table(self.significance)
             marker = header.index(f"p < {ALPHA}")
-            rows = [[f"**{c}**" if row[marker] == "*" and c and i != marker else c for i, c in enumerate(row)]
-                    for row in rows]
+            rows = [
+                [f"**{c}**" if row[marker] == "*" and c and i != marker else c for i, c in enumerate(row)]
+                for row in rows
+            ]
             lines += markdown_table(header, rows) + [""]
         lines += ["## Runs", ""] + markdown_table(*table_rows(self.records)) + [""]
         lines += [f"![{p.stem}]({p.name})" for p in plots]
@@ -107,8 +117,9 @@ class Comparison:
         return path
 
 
-def build_comparison(records: Sequence[RunRecord], title: str, baseline: str | None = "attention=none",
-                     n_resamples: int = 1000) -> Comparison:
+def build_comparison(
+    records: Sequence[RunRecord], title: str, baseline: str | None = "attention=none", n_resamples: int = 1000
+) -> Comparison:
     """Group the runs by seed and, with a ``baseline`` spec, test every group against it."""
     groups = group_runs(records)
     comparison = Comparison(title, list(records), groups, baseline)

@@ -95,8 +95,9 @@ def _pairs(system: RunGroup, baseline: RunGroup) -> tuple[list[tuple[RunRecord, 
     if shared:
         seeds = ",".join(str(s.seed) for s, _ in sorted(shared, key=lambda p: str(p[0].seed)))
         return shared, f"seed {seeds}" if len(shared) == 1 else f"seeds {seeds} paired by seed"
-    ordered = list(zip(sorted(system.records, key=lambda r: str(r.seed)),
-                       sorted(baseline.records, key=lambda r: str(r.seed))))
+    ordered = list(
+        zip(sorted(system.records, key=lambda r: str(r.seed)), sorted(baseline.records, key=lambda r: str(r.seed)))
+    )
     return ordered, f"{len(ordered)} run(s) each, paired in seed order (no seed shared)"
 
 
@@ -109,8 +110,9 @@ def _compare(task: str, system: RunGroup, baseline: RunGroup, n_resamples: int, 
         got = [read_test_outputs(r.run_dir) if r.run_dir is not None else None for r in (sys_rec, base_rec)]
         missing = [r.name for r, o in zip((sys_rec, base_rec), got) if o is None]
         if missing:
-            return SignificanceRow(task, system.label, baseline.label, None, pairing,
-                                   f"no test outputs for {', '.join(missing)}")
+            return SignificanceRow(
+                task, system.label, baseline.label, None, pairing, f"no test outputs for {', '.join(missing)}"
+            )
         outputs.append(got)
     try:
         if task == "translation":
@@ -136,11 +138,15 @@ def _translation(outputs: list[list[Any]], n_resamples: int) -> PairedResult:
     return translation_paired_bootstrap(
         [h for _, base in outputs for h in base.hypotheses],
         [h for sys_, _ in outputs for h in sys_.hypotheses],
-        refs * len(outputs), tokenize=tokenize.pop(), n_resamples=n_resamples)
+        refs * len(outputs),
+        tokenize=tokenize.pop(),
+        n_resamples=n_resamples,
+    )
 
 
-def _detection(pairs: list[tuple[RunRecord, RunRecord]], outputs: list[list[Any]], n_resamples: int,
-               cache: dict) -> PairedResult:
+def _detection(
+    pairs: list[tuple[RunRecord, RunRecord]], outputs: list[list[Any]], n_resamples: int, cache: dict
+) -> PairedResult:
     from attnlab.evaluation.coco_bootstrap import PerImageEvaluation, detection_paired_bootstrap
 
     first = outputs[0][0]
@@ -169,22 +175,49 @@ def format_line(row: SignificanceRow) -> str:
         return f"{head} not tested ({row.note})"
     r = row.result
     star = " *" if r.significant else ""
-    return (f"{head} Δ {r.metric} {r.difference:+.4g} [{r.ci_low:+.4g}, {r.ci_high:+.4g}]  p={r.p_value:.3g}{star}  "
-            f"({r.system:.4g} vs {r.baseline:.4g}; {r.method}, {r.n_resamples} resamples of {r.n_items} "
-            f"{'sentences' if r.metric == 'bleu' else 'images'}; {row.pairing})")
+    return (
+        f"{head} Δ {r.metric} {r.difference:+.4g} [{r.ci_low:+.4g}, {r.ci_high:+.4g}]  p={r.p_value:.3g}{star}  "
+        f"({r.system:.4g} vs {r.baseline:.4g}; {r.method}, {r.n_resamples} resamples of {r.n_items} "
+        f"{'sentences' if r.metric == 'bleu' else 'images'}; {row.pairing})"
+    )
 
 
 def significance_table(rows: Sequence[SignificanceRow]) -> tuple[list[str], list[list[str]]]:
     """Markdown/CSV rows; significant differences (p < 0.05) marked with ``*``."""
-    header = ["task", "attention", "baseline", "metric", "system", "baseline score", "difference", "95% CI",
-              "p", f"p < {ALPHA}", "method", "seeds"]
+    header = [
+        "task",
+        "attention",
+        "baseline",
+        "metric",
+        "system",
+        "baseline score",
+        "difference",
+        "95% CI",
+        "p",
+        f"p < {ALPHA}",
+        "method",
+        "seeds",
+    ]
     out = []
     for row in rows:
         r = row.result
         if r is None:
             out.append([row.task, row.system, row.baseline, "", "", "", "", "", "", "", row.note, row.pairing])
             continue
-        out.append([row.task, row.system, row.baseline, r.metric, f"{r.system:.4g}", f"{r.baseline:.4g}",
-                    f"{r.difference:+.4g}", f"[{r.ci_low:+.4g}, {r.ci_high:+.4g}]", f"{r.p_value:.3g}",
-                    "*" if r.significant else "", f"{r.method} ({r.n_resamples}x{r.n_items})", row.pairing])
+        out.append(
+            [
+                row.task,
+                row.system,
+                row.baseline,
+                r.metric,
+                f"{r.system:.4g}",
+                f"{r.baseline:.4g}",
+                f"{r.difference:+.4g}",
+                f"[{r.ci_low:+.4g}, {r.ci_high:+.4g}]",
+                f"{r.p_value:.3g}",
+                "*" if r.significant else "",
+                f"{r.method} ({r.n_resamples}x{r.n_items})",
+                row.pairing,
+            ]
+        )
     return header, out

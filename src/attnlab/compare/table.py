@@ -14,8 +14,13 @@ from attnlab.compare.records import RunRecord
 # Hyper-parameters shown when present (the rest stay in metrics.json).
 HPARAM_COLUMNS = ("seed", "model.optimizer.lr", "model.net.hidden_dim", "model.net.dropout", "trainer.max_epochs")
 METRIC_COLUMNS = ("test/bleu", "test/chrf", "test/bleu_len_gt20", "test/map", "test/map_50", "test/map_75")
-SHORT_LABELS = {"model.optimizer.lr": "lr", "model.net.hidden_dim": "hidden", "model.net.dropout": "dropout",
-                "trainer.max_epochs": "epochs", "test/bleu_len_gt20": "test/bleu >20w"}
+SHORT_LABELS = {
+    "model.optimizer.lr": "lr",
+    "model.net.hidden_dim": "hidden",
+    "model.net.dropout": "dropout",
+    "trainer.max_epochs": "epochs",
+    "test/bleu_len_gt20": "test/bleu >20w",
+}
 
 
 def table_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:
@@ -46,7 +51,9 @@ def _fmt(value: object, digits: int = 4) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        return (
+            f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        )
     return str(value)
 
 
@@ -58,8 +65,9 @@ def print_table(header: list[str], rows: list[list[str]], title: str) -> None:
     for col in header:
         # Identity columns never wrap (a run name broken over two lines is hard to read); the
         # config keys get short labels on the terminal (Markdown and CSV keep the full keys).
-        table.add_column(SHORT_LABELS.get(col, col), overflow="fold",
-                         no_wrap=col in ("run", "task", "attention", "variant"))
+        table.add_column(
+            SHORT_LABELS.get(col, col), overflow="fold", no_wrap=col in ("run", "task", "attention", "variant")
+        )
     for row in rows:
         table.add_row(*row)
     Console(width=200).print(table)
@@ -87,10 +95,16 @@ def write_csv(header: list[str], rows: Sequence[Sequence[Any]], path: Path) -> P
 
 #: Cost figures in the order they are shown (those a task's runs have), with short labels.
 COST_LABELS = {
-    "cost/params_total": "params", "cost/params_attention": "attn params", "cost/train_wall_s": "train s",
-    "cost/steps_per_s": "steps/s", "cost/train_tokens_per_s": "tokens/s", "cost/train_images_per_s": "images/s",
-    "cost/peak_rss_mb": "peak RSS MB", "cost/peak_gpu_mem_mb": "peak GPU MB",
-    "cost/test_ms_per_sentence": "test ms/sentence", "cost/test_ms_per_image": "test ms/image",
+    "cost/params_total": "params",
+    "cost/params_attention": "attn params",
+    "cost/train_wall_s": "train s",
+    "cost/steps_per_s": "steps/s",
+    "cost/train_tokens_per_s": "tokens/s",
+    "cost/train_images_per_s": "images/s",
+    "cost/peak_rss_mb": "peak RSS MB",
+    "cost/peak_gpu_mem_mb": "peak GPU MB",
+    "cost/test_ms_per_sentence": "test ms/sentence",
+    "cost/test_ms_per_image": "test ms/image",
 }
 
 
@@ -106,7 +120,7 @@ def _num(value: float, figures: int = 4) -> str:
     """About ``figures`` significant figures, without exponents for counts (1,778,909; 936.6; 0.2308)."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
-    if abs(value) >= 10 ** figures:
+    if abs(value) >= 10**figures:
         return f"{value:,.0f}"
     return f"{value:.{figures}g}" if abs(value) >= 1e-3 else f"{value:.{figures - 2}e}"
 

@@ -23,8 +23,15 @@ def _cell(value: Any) -> Any:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def log_comparison_run(comparison: Comparison, *, project: str = "attnlab", entity: str | None = None,
-                       save_dir: str | Path = ".", mode: str | None = None, name: str | None = None) -> str | None:
+def log_comparison_run(
+    comparison: Comparison,
+    *,
+    project: str = "attnlab",
+    entity: str | None = None,
+    save_dir: str | Path = ".",
+    mode: str | None = None,
+    name: str | None = None,
+) -> str | None:
     """Log ``comparison`` (already written, so its plots exist) as a ``job_type=compare`` run;
     returns the run's folder, or None when W&B is disabled."""
     import wandb
@@ -38,19 +45,34 @@ def log_comparison_run(comparison: Comparison, *, project: str = "attnlab", enti
         return None
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     wandb_mode = cast(Literal["online", "offline", "disabled", "shared"], mode)  # resolve_wandb_mode gives one of them
-    run = wandb.init(project=project, entity=entity, dir=str(save_dir), mode=wandb_mode, job_type="compare",
-                     group="compare", name=(name or f"compare-{comparison.title}")[:80],
-                     tags=["compare", *comparison.tasks],
-                     config={"baseline": comparison.baseline, "runs": len(comparison.records),
-                             "groups": len(comparison.groups), "tasks": comparison.tasks})
+    run = wandb.init(
+        project=project,
+        entity=entity,
+        dir=str(save_dir),
+        mode=wandb_mode,
+        job_type="compare",
+        group="compare",
+        name=(name or f"compare-{comparison.title}")[:80],
+        tags=["compare", *comparison.tasks],
+        config={
+            "baseline": comparison.baseline,
+            "runs": len(comparison.records),
+            "groups": len(comparison.groups),
+            "tasks": comparison.tasks,
+        },
+    )
     payload: dict[str, Any] = {}
-    for key, (header, rows) in {"comparison/runs": table_rows(comparison.records),
-                                "comparison/aggregated": aggregated_csv_rows(comparison.groups)}.items():
+    for key, (header, rows) in {
+        "comparison/runs": table_rows(comparison.records),
+        "comparison/aggregated": aggregated_csv_rows(comparison.groups),
+    }.items():
         # [*header]: wandb types columns as list[str | int], and a list[str] is not one (lists are invariant).
         payload[key] = wandb.Table(columns=[*header], data=[[_cell(c) for c in row] for row in rows])
     if comparison.baseline:
         header, rows = significance_table(comparison.significance)
-        payload["comparison/significance"] = wandb.Table(columns=[*header], data=[[_cell(c) for c in row] for row in rows])
+        payload["comparison/significance"] = wandb.Table(
+            columns=[*header], data=[[_cell(c) for c in row] for row in rows]
+        )
     for path in comparison.files:
         if path.suffix == ".png":
             payload[f"plots/{path.stem}"] = wandb.Image(str(path))
@@ -58,8 +80,12 @@ def log_comparison_run(comparison: Comparison, *, project: str = "attnlab", enti
     for row in comparison.significance:
         if row.result is not None:
             prefix = f"significance/{row.task}/{row.system}"
-            run.summary.update({f"{prefix}/difference": row.result.difference,
-                                f"{prefix}/p_value": row.result.p_value,
-                                f"{prefix}/significant": row.result.significant})
+            run.summary.update(
+                {
+                    f"{prefix}/difference": row.result.difference,
+                    f"{prefix}/p_value": row.result.p_value,
+                    f"{prefix}/significant": row.result.significant,
+                }
+            )
     info = finish_wandb()
     return info["dir"] if info else None

@@ -55,8 +55,13 @@ class PerImageEvaluation:
         category_ids: the categories scored (the model's label space); None = all of ``gt``.
     """
 
-    def __init__(self, gt: Any, detections: Sequence[Mapping[str, Any]], image_ids: Sequence[Any],
-                 category_ids: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self,
+        gt: Any,
+        detections: Sequence[Mapping[str, Any]],
+        image_ids: Sequence[Any],
+        category_ids: Sequence[Any] | None = None,
+    ) -> None:
         from pycocotools.cocoeval import COCOeval
 
         from attnlab.evaluation.coco_scoring import load_ground_truth, results_coco
@@ -77,7 +82,7 @@ class PerImageEvaluation:
         self.iou_thresholds = np.asarray(evaluator.params.iouThrs)
         n = len(self.image_ids)
         # evalImgs is ordered category-major, then (one) area range, then image (params.imgIds order).
-        self.categories = [self._category(evaluator.evalImgs[k * n:(k + 1) * n]) for k in range(len(cats))]
+        self.categories = [self._category(evaluator.evalImgs[k * n : (k + 1) * n]) for k in range(len(cats))]
 
     def _category(self, per_image: Sequence[dict[str, Any] | None]) -> _Category:
         t = len(self.iou_thresholds)
@@ -93,12 +98,17 @@ class PerImageEvaluation:
             matched.append(np.asarray(e["dtMatches"])[:, :d].reshape(t, d) > 0)
             ignored.append(np.asarray(e["dtIgnore"])[:, :d].reshape(t, d) > 0)
         if not images:
-            return _Category(np.zeros(0, dtype=np.int64), [np.zeros(0, dtype=np.int64)] * t, None,
-                             gt_per_image.astype(np.int64))
+            return _Category(
+                np.zeros(0, dtype=np.int64), [np.zeros(0, dtype=np.int64)] * t, None, gt_per_image.astype(np.int64)
+            )
         order = np.argsort(-np.concatenate(scores), kind="mergesort")
         m, ig = np.concatenate(matched, axis=1)[:, order], np.concatenate(ignored, axis=1)[:, order]
-        return _Category(np.concatenate(images)[order], [np.flatnonzero(row) for row in m & ~ig],
-                         ig if ig.any() else None, gt_per_image.astype(np.int64))
+        return _Category(
+            np.concatenate(images)[order],
+            [np.flatnonzero(row) for row in m & ~ig],
+            ig if ig.any() else None,
+            gt_per_image.astype(np.int64),
+        )
 
     def map(self, weights: np.ndarray | None = None) -> float:
         """COCO mAP (IoU 0.50:0.95, all areas, 100 detections) with ``weights`` per image (default 1)."""
@@ -137,9 +147,9 @@ def _category_ap(cat: _Category, weights: np.ndarray) -> tuple[np.ndarray, np.nd
         return ap, has_gt  # ground truth but no detection: precision 0 everywhere
     chunk = max(1, _CHUNK_ELEMENTS // d)
     for start in range(0, len(counts), chunk):
-        w = counts[start:start + chunk][:, cat.image]  # (C, D) weight of each detection
+        w = counts[start : start + chunk][:, cat.image]  # (C, D) weight of each detection
         seen = np.cumsum(w, axis=1)  # detections so far, whatever their kind
-        need = _counts_reaching(npig[start:start + chunk])  # (C, 101)
+        need = _counts_reaching(npig[start : start + chunk])  # (C, 101)
         total = np.zeros(len(w))
         for t, positions in enumerate(cat.tp_positions):
             if len(positions) == 0:
@@ -152,7 +162,7 @@ def _category_ap(cat: _Category, weights: np.ndarray) -> tuple[np.ndarray, np.nd
             # Interpolated precision: the best precision at this recall or any higher one.
             envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
             total += _interpolated_sum(tp, envelope, need)
-        ap[start:start + chunk] = total / (len(cat.tp_positions) * len(_RECALL))
+        ap[start : start + chunk] = total / (len(cat.tp_positions) * len(_RECALL))
     return ap, has_gt
 
 
@@ -206,5 +216,15 @@ def detection_paired_bootstrap(
     diffs = diffs[np.isfinite(diffs)]
     observed = sys_score - base_score
     low, high = difference_interval(diffs)
-    return PairedResult("map", base_score, sys_score, observed, low, high, paired_p_value(diffs, observed),
-                        n_images, n_resamples, "paired image bootstrap of COCO mAP")
+    return PairedResult(
+        "map",
+        base_score,
+        sys_score,
+        observed,
+        low,
+        high,
+        paired_p_value(diffs, observed),
+        n_images,
+        n_resamples,
+        "paired image bootstrap of COCO mAP",
+    )

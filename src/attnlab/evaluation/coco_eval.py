@@ -218,20 +218,23 @@ class CocoDetectionMetric(Metric):
         for image_id, src in zip(image_ids.tolist(), source.tolist()):
             if src < first_source.get(image_id, src + 1):
                 first_source[image_id] = src
-        keep = np.fromiter((first_source[i] == s for i, s in zip(image_ids.tolist(), source.tolist())), bool,
-                           count=len(image_ids))
+        keep = np.fromiter(
+            (first_source[i] == s for i, s in zip(image_ids.tolist(), source.tolist())), bool, count=len(image_ids)
+        )
         order = np.argsort(image_ids, kind="stable")
         order = order[keep[order]]
         cats = self.category_ids
         out = []
         for i in order.tolist():
             label = int(labels[i])
-            out.append({
-                "image_id": int(image_ids[i]),
-                "category_id": cats[label - 1] if cats is not None else label,
-                "bbox": [float(v) for v in boxes[i]],
-                "score": float(scores[i]),
-            })
+            out.append(
+                {
+                    "image_id": int(image_ids[i]),
+                    "category_id": cats[label - 1] if cats is not None else label,
+                    "bbox": [float(v) for v in boxes[i]],
+                    "score": float(scores[i]),
+                }
+            )
         return out
 
     def compute(self) -> dict[str, Tensor]:
@@ -266,16 +269,19 @@ def _results_to_batch(results: Sequence[Mapping[str, Any]]) -> tuple[list[dict[s
         grouped.setdefault(int(r["image_id"]), []).append(r)
     preds = []
     for dets in grouped.values():
-        preds.append({
-            "boxes": torch.tensor([list(map(float, d["bbox"])) for d in dets], dtype=torch.float64).reshape(-1, 4),
-            "scores": torch.tensor([float(d["score"]) for d in dets], dtype=torch.float64),
-            "labels": torch.tensor([int(d["category_id"]) for d in dets], dtype=torch.int64),
-        })
+        preds.append(
+            {
+                "boxes": torch.tensor([list(map(float, d["bbox"])) for d in dets], dtype=torch.float64).reshape(-1, 4),
+                "scores": torch.tensor([float(d["score"]) for d in dets], dtype=torch.float64),
+                "labels": torch.tensor([int(d["category_id"]) for d in dets], dtype=torch.int64),
+            }
+        )
     return preds, list(grouped)
 
 
 def evaluate_results_file(
-    gt: str | Path | Mapping[str, Any], detections: str | Path | Sequence[Mapping[str, Any]],
+    gt: str | Path | Mapping[str, Any],
+    detections: str | Path | Sequence[Mapping[str, Any]],
     backend: str = "pycocotools",
 ) -> dict[str, float]:
     """Score a COCO results file through :class:`CocoDetectionMetric` (the code that scores models).

@@ -32,15 +32,33 @@ __all__ = [
 EVAL_BACKENDS = ("pycocotools", "faster_coco_eval")
 #: Names of COCOeval's twelve ``stats``, in order (torchmetrics' names).
 STAT_NAMES = (
-    "map", "map_50", "map_75", "map_small", "map_medium", "map_large",
-    "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large",
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
 )
 # (AP or AR, IoU, area, maxDets) of each stat, for printing the official summary lines.
 _STAT_LINES = (
-    (1, "0.50:0.95", "all", 100), (1, "0.50", "all", 100), (1, "0.75", "all", 100),
-    (1, "0.50:0.95", "small", 100), (1, "0.50:0.95", "medium", 100), (1, "0.50:0.95", "large", 100),
-    (0, "0.50:0.95", "all", 1), (0, "0.50:0.95", "all", 10), (0, "0.50:0.95", "all", 100),
-    (0, "0.50:0.95", "small", 100), (0, "0.50:0.95", "medium", 100), (0, "0.50:0.95", "large", 100),
+    (1, "0.50:0.95", "all", 100),
+    (1, "0.50", "all", 100),
+    (1, "0.75", "all", 100),
+    (1, "0.50:0.95", "small", 100),
+    (1, "0.50:0.95", "medium", 100),
+    (1, "0.50:0.95", "large", 100),
+    (0, "0.50:0.95", "all", 1),
+    (0, "0.50:0.95", "all", 10),
+    (0, "0.50:0.95", "all", 100),
+    (0, "0.50:0.95", "small", 100),
+    (0, "0.50:0.95", "medium", 100),
+    (0, "0.50:0.95", "large", 100),
 )
 
 
@@ -145,6 +163,7 @@ def coco_evaluate(
     # COCOeval scores only the ground truth's categories: detections of any other would be
     # dropped without a word, and a results file written with other ids would score 0.
     known_cats = set(coco_gt.getCatIds())
+
     def by_id(c: Any) -> tuple[bool, Any]:
         return (isinstance(c, str), c)
 

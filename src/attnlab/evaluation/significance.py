@@ -108,8 +108,13 @@ def translation_paired_bootstrap(
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        _, scores = PairedTest([("baseline", list(baseline)), ("system", list(system))], {"BLEU": bleu()}, refs,
-                               test_type="bs", n_samples=n_resamples)()
+        _, scores = PairedTest(
+            [("baseline", list(baseline)), ("system", list(system))],
+            {"BLEU": bleu()},
+            refs,
+            test_type="bs",
+            n_samples=n_resamples,
+        )()
     finally:
         quiet.setLevel(level)
     (name,) = [k for k in scores if k != "System"]
@@ -127,5 +132,15 @@ def translation_paired_bootstrap(
     degenerate = observed == 0 and not np.any(diffs)  # see the module docstring
     p_value = 1.0 if degenerate else float(sys_result.p_value)
     low, high = difference_interval(diffs)
-    return PairedResult("bleu", float(base_result.score), float(sys_result.score), observed, low, high, p_value,
-                        len(references), n_resamples, "sacreBLEU paired bootstrap")
+    return PairedResult(
+        "bleu",
+        float(base_result.score),
+        float(sys_result.score),
+        observed,
+        low,
+        high,
+        p_value,
+        len(references),
+        n_resamples,
+        "sacreBLEU paired bootstrap",
+    )

@@ -83,8 +83,10 @@ def bidirectional_gru(rnn: nn.GRU, x: Tensor, lengths: Tensor) -> tuple[Tensor, 
         for layer in range(rnn.num_layers):
             outs = []
             for suffix in ("", "_reverse"):
-                weights = [getattr(rnn, f"{name}_l{layer}{suffix}")
-                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                weights = [
+                    getattr(rnn, f"{name}_l{layer}{suffix}")
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
                 if dtype is not None:
                     weights = [w.to(dtype) for w in weights]
                 inp = layer_in if not suffix else layer_in.gather(1, reverse.expand(-1, -1, layer_in.size(2)))

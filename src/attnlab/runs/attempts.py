@@ -79,8 +79,14 @@ def start_attempt(run_dir: str | Path, fields: dict[str, Any]) -> int:
     """Record a new attempt of the run in ``run_dir`` as ``running``; return its number."""
     run_dir = Path(run_dir)
     history = _history(_read(run_dir))
-    attempt = {**fields, "status": "running", "attempt": len(history) + 1, "started_at": _now(),
-               "pid": os.getpid(), "host": socket.gethostname()}
+    attempt = {
+        **fields,
+        "status": "running",
+        "attempt": len(history) + 1,
+        "started_at": _now(),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
     history.append(attempt)
     write_metrics_file(run_dir, {**attempt, "attempts": history})
     return int(attempt["attempt"])
@@ -132,10 +138,20 @@ def report_killed_runs(runs_root: str | Path, skip: str | Path | None = None, ne
         killed.append(folder)
         last = folder / "checkpoints" / "last.ckpt"
         if last.is_file():
-            log.warning("Run %s was killed while running (started %s, pid %s). Resume it with: "
-                        "python train.py ckpt_path=%s", folder, record.get("started_at"), record.get("pid"), last)
+            log.warning(
+                "Run %s was killed while running (started %s, pid %s). Resume it with: python train.py ckpt_path=%s",
+                folder,
+                record.get("started_at"),
+                record.get("pid"),
+                last,
+            )
         else:
-            log.warning("Run %s was killed while running (started %s, pid %s) before it wrote a checkpoint; "
-                        "start it again with the overrides in %s", folder, record.get("started_at"),
-                        record.get("pid"), folder / ".hydra" / "overrides.yaml")
+            log.warning(
+                "Run %s was killed while running (started %s, pid %s) before it wrote a checkpoint; "
+                "start it again with the overrides in %s",
+                folder,
+                record.get("started_at"),
+                record.get("pid"),
+                folder / ".hydra" / "overrides.yaml",
+            )
     return killed

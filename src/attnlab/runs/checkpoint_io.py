@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         checkpoint = _load_unmapped(path, map_location)
     except pickle.UnpicklingError as exc:
         raise unsafe_checkpoint_error(path, exc) from exc
-    except Exception as exc:  # noqa: BLE001 - any other unreadable file gets the same clear message
+    except Exception as exc:
         raise ConfigError(f"ckpt_path={path} could not be read as a checkpoint: {type(exc).__name__}: {exc}") from exc
     if not isinstance(checkpoint, dict):
         raise ConfigError(f"ckpt_path={path} holds a {type(checkpoint).__name__}, not a Lightning checkpoint.")
@@ -74,11 +74,13 @@ def _load_unmapped(path: Path, map_location: Any) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise unsafe_checkpoint_error(path, exc) from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ConfigError(f"ckpt_path={path} could not be read as a checkpoint: {type(exc).__name__}: {exc}") from exc
 
 
-def read_run_config(path: str | Path, checkpoint: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+def read_run_config(
+    path: str | Path, checkpoint: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The resolved config and group choices the run that wrote ``path`` stored in it.
 
     Checkpoints written without them (not by attnlab's train.py) are an error naming the file: the

@@ -15,9 +15,9 @@ The run name is ``<task>-<attention>`` plus the overrides that tell this run apa
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from omegaconf import DictConfig
 

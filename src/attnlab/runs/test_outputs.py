@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["OUTPUTS_DIR", "DetectionOutputs", "TranslationOutputs", "read_test_outputs", "write_test_outputs"]
 
@@ -85,18 +86,27 @@ def write_test_outputs(directory: str | Path, outputs: Mapping[str, Any]) -> Pat
             raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references")
         for name, lines in zip(_FILES[task], (hyps, refs)):
             _write_text(directory / name, "".join(_one_line(x) + "\n" for x in lines))
-        info.update(count=len(hyps), bleu_tokenize=outputs.get("bleu_tokenize", "13a"),
-                    order=outputs.get("order", "reference"))
+        info.update(
+            count=len(hyps), bleu_tokenize=outputs.get("bleu_tokenize", "13a"), order=outputs.get("order", "reference")
+        )
     elif task == "detection":
         detections = [
-            {"image_id": d["image_id"], "category_id": d["category_id"],
-             "bbox": [_compact(v, 3) for v in d["bbox"]], "score": _compact(d["score"], None)}
+            {
+                "image_id": d["image_id"],
+                "category_id": d["category_id"],
+                "bbox": [_compact(v, 3) for v in d["bbox"]],
+                "score": _compact(d["score"], None),
+            }
             for d in outputs["detections"]
         ]
         _write_text(directory / "detections.json", json.dumps(detections, separators=(",", ":")))
-        info.update(count=len(detections), annotation_file=str(outputs["annotation_file"]),
-                    image_ids=list(outputs["image_ids"]), category_ids=list(outputs.get("category_ids") or []),
-                    all_images=bool(outputs.get("all_images", True)))
+        info.update(
+            count=len(detections),
+            annotation_file=str(outputs["annotation_file"]),
+            image_ids=list(outputs["image_ids"]),
+            category_ids=list(outputs.get("category_ids") or []),
+            all_images=bool(outputs.get("all_images", True)),
+        )
     else:
         raise ValueError(f"unknown task {task!r} for test outputs (translation or detection)")
     _write_text(directory / INFO_FILE, json.dumps(info, indent=1))
@@ -113,12 +123,18 @@ def read_test_outputs(run_dir: str | Path) -> TranslationOutputs | DetectionOutp
     info = json.loads(info_path.read_text())
     if info["task"] == "translation":
         hyps, refs = (_read_lines(directory / name, info["count"]) for name in _FILES["translation"])
-        return TranslationOutputs(hyps, refs, bleu_tokenize=info.get("bleu_tokenize", "13a"),
-                                  order=info.get("order", "reference"))
+        return TranslationOutputs(
+            hyps, refs, bleu_tokenize=info.get("bleu_tokenize", "13a"), order=info.get("order", "reference")
+        )
     if info["task"] == "detection":
         detections = json.loads((directory / "detections.json").read_text())
-        return DetectionOutputs(detections, info["annotation_file"], list(info["image_ids"]),
-                                list(info.get("category_ids") or []), bool(info.get("all_images", True)))
+        return DetectionOutputs(
+            detections,
+            info["annotation_file"],
+            list(info["image_ids"]),
+            list(info.get("category_ids") or []),
+            bool(info.get("all_images", True)),
+        )
     raise ValueError(f"{info_path}: unknown task {info['task']!r}")
 
 

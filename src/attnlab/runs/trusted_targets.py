@@ -31,8 +31,10 @@ def is_trusted_target(target: Any) -> bool:
     return isinstance(target, str) and target.startswith(ALLOWED_TARGET_PREFIXES) and ".." not in target
 
 
-_WHY = ("a config read from a checkpoint or a run folder may only name targets under {prefixes}. If you "
-        "wrote this file yourself, pass the setting on the command line instead.")
+_WHY = (
+    "a config read from a checkpoint or a run folder may only name targets under {prefixes}. If you "
+    "wrote this file yourself, pass the setting on the command line instead."
+)
 
 
 def check_target(target: Any, key: str, source: str, why: str = _WHY) -> str:
@@ -40,7 +42,8 @@ def check_target(target: Any, key: str, source: str, why: str = _WHY) -> str:
     (``why``, with ``{prefixes}`` filled in, explains the rule to the reader)."""
     if not is_trusted_target(target):
         raise ConfigError(
-            f"{source}: {key}={target!r} is not instantiated: " + why.format(prefixes=", ".join(ALLOWED_TARGET_PREFIXES))
+            f"{source}: {key}={target!r} is not instantiated: "
+            + why.format(prefixes=", ".join(ALLOWED_TARGET_PREFIXES))
         )
     return str(target)
 
@@ -92,7 +95,7 @@ def check_overrides(overrides: list[Any], source: str) -> list[str]:
             raise ConfigError(f"{source}: {override!r} is not a key=value override; the file looks edited.")
         try:
             parsed = parser.parse_override(override)
-        except Exception as exc:  # noqa: BLE001 - Hydra's grammar errors come in several types
+        except Exception as exc:
             raise ConfigError(f"{source}: cannot parse the override {override!r}: {exc}") from exc
         key = parsed.key_or_group
         if key == "hydra" or key.startswith(("hydra.", "hydra/")):

@@ -77,8 +77,12 @@ def finish_wandb(exit_code: int = 0, preempted: bool = False) -> dict[str, str] 
     if wandb is None or getattr(wandb, "run", None) is None:
         return None
     run = wandb.run
-    info = {"id": run.id, "dir": str(Path(run.dir).parent), "mode": "offline" if run.offline else "online",
-            "credentials": credential_source() or "none"}
+    info = {
+        "id": run.id,
+        "dir": str(Path(run.dir).parent),
+        "mode": "offline" if run.offline else "online",
+        "credentials": credential_source() or "none",
+    }
     if not run.offline:
         info["url"] = run.url or ""
     if preempted:

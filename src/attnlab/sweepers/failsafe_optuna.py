@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
@@ -96,8 +97,9 @@ def enqueue_failed_trials(storage: Any, study_name: str | None) -> int:
     except KeyError:  # no such study yet: nothing failed before
         return 0
     retried = set(study.user_attrs.get(RETRIED_ATTR, []))
-    failed = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-              if t.number not in retried]
+    failed = [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)) if t.number not in retried
+    ]
     for trial in failed:
         study.enqueue_trial(dict(trial.params))
     if failed:
@@ -147,6 +149,7 @@ class FailSafeOptunaSweeper(Sweeper):
             # ("No trials are completed yet" in memory, "Record does not exist" from SQLite).
             if _completed_trials(impl) != 0 and "No trials are completed yet" not in str(exc):
                 raise
-            log.error("No trial of study %r completed: every trial failed (see each job's metrics.json).",
-                      impl.study_name)
+            log.error(
+                "No trial of study %r completed: every trial failed (see each job's metrics.json).", impl.study_name
+            )
             return None

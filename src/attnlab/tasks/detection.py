@@ -27,9 +27,9 @@ from torch import Tensor, nn
 from attnlab.evaluation.coco_eval import CocoDetectionMetric
 from attnlab.evaluation.coco_scoring import EVAL_BACKENDS, STAT_NAMES
 from attnlab.models.detector import build_detector
+from attnlab.plain import plain
 from attnlab.tasks.base import TaskModule
 from attnlab.tasks.detection_media import detection_images, query_position
-from attnlab.plain import plain
 
 __all__ = ["DetectionTask"]
 
@@ -117,7 +117,8 @@ class DetectionTask(TaskModule):
         # its splits, the trainer's checkpoint / early-stopping callbacks what they monitor).
         check = getattr(getattr(self.trainer, "datamodule", None), "check_monitored_splits", None)
         if check is not None:
-            monitors = {str(m) for cb in self.trainer.callbacks if (m := getattr(cb, "monitor", None))}
+            callbacks = self.trainer.callbacks  # type: ignore[attr-defined]  # set by Lightning's connector at run time
+            monitors = {str(m) for cb in callbacks if (m := getattr(cb, "monitor", None))}
             check(sorted(monitors))
 
     def on_train_epoch_start(self) -> None:
@@ -194,7 +195,8 @@ class DetectionTask(TaskModule):
     def _limited(self, split: str) -> bool:
         """Whether the trainer looks at only some batches of ``split`` (fast_dev_run, limit_*_batches)."""
         limit = self.trainer.limit_val_batches if split == "val" else self.trainer.limit_test_batches
-        return bool(self.trainer.fast_dev_run) or isinstance(limit, int) or float(limit) < 1.0
+        fast_dev_run = self.trainer.fast_dev_run  # type: ignore[attr-defined]  # set by Lightning's connector
+        return bool(fast_dev_run) or isinstance(limit, int) or float(limit) < 1.0
 
     def _log_coco(self, split: str, metric: CocoDetectionMetric) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -221,11 +223,11 @@ class DetectionTask(TaskModule):
         to score them against (call on all ranks before the test metric is reset: collective under DDP)."""
         with self.test_coco.sync_context():
             results = self.test_coco.results()
-            state = self.test_coco.seen_image_ids  # a list of tensors, or one tensor once synced
+            state: list[Tensor] | Tensor = self.test_coco.seen_image_ids  # a list, or one tensor once synced
             if isinstance(state, list):
                 state = torch.cat(state) if state else torch.zeros(0, dtype=torch.int64)
             seen = set(state.tolist())
-        datamodule = self.trainer.datamodule
+        datamodule = self.trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning's connector
         to_dataset = datamodule.to_dataset_image_id("test")
         evaluated = sorted(seen & set(to_dataset)) if self._limited("test") else sorted(to_dataset)
         return {

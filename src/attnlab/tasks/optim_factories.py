@@ -15,15 +15,17 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from attnlab.runs.trusted_targets import check_target, locate_trusted
 from attnlab.plain import plain
+from attnlab.runs.trusted_targets import check_target, locate_trusted
 
 __all__ = ["config_to_factory", "factory_to_config"]
 
 _PRIMITIVES = (str, int, float, bool, type(None))
 _SOURCE = "model hyper-parameters"
-_WHY = ("optimizers and schedulers are stored in checkpoints and rebuilt from them, so they must come from "
-        "{prefixes} (put a class for another optimizer under attnlab. to use it).")
+_WHY = (
+    "optimizers and schedulers are stored in checkpoints and rebuilt from them, so they must come from "
+    "{prefixes} (put a class for another optimizer under attnlab. to use it)."
+)
 
 
 def _plain_value(value: Any, key: str) -> Any:
@@ -50,7 +52,9 @@ def factory_to_config(factory: Any, name: str) -> dict[str, Any] | None:
         return None
     if isinstance(factory, Mapping) and "_target_" in factory:
         target = check_target(factory["_target_"], f"{name}._target_", _SOURCE, _WHY)
-        kwargs = {str(k): _plain_value(v, f"{name}.{k}") for k, v in factory.items() if k not in ("_target_", "_partial_")}
+        kwargs = {
+            str(k): _plain_value(v, f"{name}.{k}") for k, v in factory.items() if k not in ("_target_", "_partial_")
+        }
         return {"_target_": target, **kwargs}
     if isinstance(factory, functools.partial) and not factory.args:
         target = f"{factory.func.__module__}.{factory.func.__qualname__}"

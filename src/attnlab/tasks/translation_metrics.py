@@ -15,9 +15,11 @@ reported as BLEU 0. Scores are reported on sacreBLEU's 0-100 scale.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
+from torchmetrics import Metric
 from torchmetrics.aggregation import SumMetric
 from torchmetrics.text import CHRFScore, SacreBLEUScore
 
@@ -25,6 +27,10 @@ __all__ = ["LENGTH_BUCKETS", "TranslationMetrics", "bucket_of"]
 
 #: (name, first, last) source-length ranges in words; ``last=None`` is open-ended. The first five
 #: partition all lengths; ``gt20`` overlaps them on purpose (the headline "long sentences" number).
+#: sacreBLEU tokenizers offered (``flores*`` would download a model, ``ja-mecab``/``ko-mecab`` need extra packages).
+BleuTokenize = Literal["13a", "intl", "char", "none", "zh"]
+BLEU_TOKENIZERS: tuple[str, ...] = ("13a", "intl", "char", "none", "zh")
+
 LENGTH_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("01-10", 1, 10),
     ("11-20", 11, 20),
@@ -58,12 +64,18 @@ class TranslationMetrics(nn.Module):
 
     def __init__(self, bleu_tokenize: str = "13a", lowercase: bool = False) -> None:
         super().__init__()
-        self.bleu = SacreBLEUScore(tokenize=bleu_tokenize, lowercase=lowercase)
+        if bleu_tokenize not in BLEU_TOKENIZERS:
+            raise ValueError(
+                f"model.bleu_tokenize={bleu_tokenize!r} is not a sacreBLEU tokenizer offered here; "
+                f"choose one of {', '.join(BLEU_TOKENIZERS)}"
+            )
+        tokenize = cast(BleuTokenize, bleu_tokenize)
+        self.bleu = SacreBLEUScore(tokenize=tokenize, lowercase=lowercase)
         # n_word_order=0: plain chrF, sacreBLEU's default (torchmetrics defaults to chrF++).
         self.chrf = CHRFScore(n_word_order=0, lowercase=lowercase)
         # ModuleDicts so the metrics follow the module's device and are found by Lightning.
         self.bucket_bleu = nn.ModuleDict(
-            {name: SacreBLEUScore(tokenize=bleu_tokenize, lowercase=lowercase) for name, _, _ in LENGTH_BUCKETS}
+            {name: SacreBLEUScore(tokenize=tokenize, lowercase=lowercase) for name, _, _ in LENGTH_BUCKETS}
         )
         self.bucket_count = nn.ModuleDict({name: SumMetric() for name, _, _ in LENGTH_BUCKETS})
 
@@ -86,24 +98,31 @@ class TranslationMetrics(nn.Module):
             keep = [i for i, n in enumerate(words) if bucket_of(n, first, last)]
             # Updated even when empty, so every rank's metric has seen an update before the
             # (collective) compute and no rank warns or skips the state sync.
-            self.bucket_bleu[name].update([hyps[i] for i in keep], [refs[i] for i in keep])
-            self.bucket_count[name].update(torch.tensor(float(len(keep))))
+            self._bucket_bleu(name).update([hyps[i] for i in keep], [refs[i] for i in keep])
+            self._bucket_count(name).update(torch.tensor(float(len(keep))))
 
     def compute(self) -> dict[str, Tensor]:
         """Synced scores (0-100): ``bleu``, ``chrf``, ``bleu_len_<bucket>`` for non-empty buckets, and
         ``n_len_<bucket>`` sentence counts for every bucket."""
-        out = {"bleu": self.bleu.compute() * 100.0, "chrf": self.chrf.compute() * 100.0}
+        out = {"bleu": self.bleu.compute() * 100.0, "chrf": cast(Tensor, self.chrf.compute()) * 100.0}
         for name, _, _ in LENGTH_BUCKETS:
-            count = self.bucket_count[name].compute()
+            count = self._bucket_count(name).compute()
             out[f"n_len_{name}"] = count
             # Every rank computes (the sync is collective); the synced count decides, identically on all ranks.
-            bleu = self.bucket_bleu[name].compute() * 100.0
+            bleu = self._bucket_bleu(name).compute() * 100.0
             if float(count) > 0:
                 out[f"bleu_len_{name}"] = bleu
         return out
 
+    # ModuleDict items are typed as Module; these name what each dict holds.
+    def _bucket_bleu(self, name: str) -> SacreBLEUScore:
+        return cast(SacreBLEUScore, self.bucket_bleu[name])
+
+    def _bucket_count(self, name: str) -> SumMetric:
+        return cast(SumMetric, self.bucket_count[name])
+
     def reset(self) -> None:
         """Clear all states for the next epoch."""
         for metric in self.modules():
-            if metric is not self and hasattr(metric, "reset"):
+            if metric is not self and isinstance(metric, Metric):
                 metric.reset()
