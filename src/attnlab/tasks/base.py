@@ -22,9 +22,9 @@ from typing import Any, cast
 import pytorch_lightning as pl
 from lightning_fabric.utilities.data import AttributeDict
 
+from attnlab.plain import plain
 from attnlab.tasks.optim_factories import factory_to_config
 from attnlab.tasks.schedule import configure_from_hparams
-from attnlab.utils.plain import plain
 
 __all__ = ["SCHEDULER_INTERVALS", "TaskModule"]
 
