@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.child import child_env, run_child
 from benchmarks.data_coco import add_coco_figures
 from benchmarks.generated import write_parallel_corpus
-from benchmarks.machine import interleave, memory
+from benchmarks.machine import child_env, interleave, memory, run_child
 from benchmarks.report import figure, target, timed
 from benchmarks.settings import BenchSettings
 

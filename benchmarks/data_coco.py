@@ -10,10 +10,9 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.child import run_child
 from benchmarks.generated import COCO2017_TRAIN, write_coco_sized
 from benchmarks.harness import job_for, run_lightning
-from benchmarks.machine import interleave, memory
+from benchmarks.machine import interleave, memory, run_child
 from benchmarks.report import figure, target
 from benchmarks.settings import BenchSettings
 
