@@ -36,25 +36,13 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if os.path.exists("/proc/cpuinfo") else []
     model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.machine())
-    info: dict[str, Any] = {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "cpu_bf16": cpu_bf16_support(),
-        "memory_bytes": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
-        "torch": torch.__version__,
-        "lightning": pl.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "device_name": "CPU",
-        "cuda_available": torch.cuda.is_available(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "executable": sys.executable,
-    }
+    info: dict[str, Any] = {"hostname": platform.node(), "platform": platform.platform(), "cpu_model": model}
+    info |= {"python": platform.python_version(), "torch": torch.__version__, "lightning": pl.__version__}
+    info |= {"cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)), "cpu_bf16": cpu_bf16_support()}
+    info |= {"memory_bytes": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "executable": sys.executable}
+    info |= {"torch_threads": torch.get_num_threads(), "device": device, "device_name": "CPU"}
+    info |= {"cuda_available": torch.cuda.is_available(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+    info["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info.update(device_name=props.name, cuda=torch.version.cuda, gpu_memory_bytes=int(props.total_memory))
