@@ -12,6 +12,7 @@ import numpy as np
 
 #: COCO 2017 train's size, as issue 9 measured it.
 COCO2017_TRAIN = {"images": 118_287, "annotations": 830_000}
+VOCAB_SIZE = 40_000  # made-up words per side of the parallel corpus
 POLYGON_BYTES = 215  # mean length of a ``segmentation``: a 305 MB train file at full size
 _CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 _REAL_SIZES = ((640, 480), (480, 640), (640, 427), (500, 375))  # (width, height) of the real JPEGs
@@ -41,15 +42,13 @@ def _sentences(rng: np.random.Generator, vocab: np.ndarray, probs: np.ndarray, l
     return "".join(" ".join(words[end - k : end]).capitalize() + " .\n" for end, k in zip(ends, lengths))
 
 
-def write_parallel_corpus(
-    folder: Path, n_train: int, mean_words: float, seed: int, n_eval: int = 1000, vocab_size: int = 40000
-) -> dict[str, str]:
+def write_parallel_corpus(folder: Path, n_train: int, mean_words: float, seed: int, n_eval: int = 1000) -> dict:
     """Train/val/test ``*.src``/``*.tgt`` files under ``folder``, lengths Poisson around ``mean_words`` (>= 3), the
     target's close to the source's: ``{"train_src": path, ...}``."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    vocabs = {side: np.asarray(_vocabulary(rng, side, vocab_size), dtype=object) for side in ("src", "tgt")}
-    probs = 1.0 / (np.arange(vocab_size, dtype=np.float64) + 2.7)
+    vocabs = {side: np.asarray(_vocabulary(rng, side, VOCAB_SIZE), dtype=object) for side in ("src", "tgt")}
+    probs = 1.0 / (np.arange(VOCAB_SIZE, dtype=np.float64) + 2.7)
     probs /= probs.sum()
     paths: dict[str, str] = {}
     for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
