@@ -1,15 +1,14 @@
-"""Section 2: the attention block -- every kind, forward + backward, time and peak memory, each case in a fresh
-process (its peak: memory above its after-imports baseline; CUDA: ``max_memory_allocated``); naive additive where it
-fits in 8 GiB; ``multihead`` vs ``torch.nn.MultiheadAttention`` in ABBA pairs."""
+"""Section 2: the attention block -- every kind, forward + backward, time and peak memory (over the child's
+after-imports baseline; CUDA: ``max_memory_allocated``), each case in a fresh process; naive additive where it fits
+in 8 GiB; ``multihead`` vs ``torch.nn.MultiheadAttention`` in ABBA pairs."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
 from typing import Any
 
-from benchmarks.child import run_child
+from benchmarks.machine import run_child
 from benchmarks.report import figure, target, timed
 from benchmarks.settings import BenchSettings
 
@@ -36,61 +35,45 @@ def cases_for(settings: BenchSettings) -> tuple[list[dict[str, Any]], list[str]]
     """The cases of this mode, and notes on what was skipped."""
     from attnlab.attention import ATTENTION_KINDS
 
-    sizes = (
-        [(4, 6, 6, 16), (1, 64, 64, 16)]
-        if settings.tiny
-        else [(64, 30, 30, 256), (2, 1024, 1024, 256), (1, 4096, 4096, 128)]
-    )
+    big = [(64, 30, 30, 256), (2, 1024, 1024, 256), (1, 4096, 4096, 128)]
+    sizes = [(4, 6, 6, 16), (1, 64, 64, 16)] if settings.tiny else big
     # (warm-up, repeats) by size tier, for the fast kinds and for additive (slow at 4096^2).
     fast = settings.pick([(2, 10), (1, 5), (1, 3)], [(1, 5), (1, 3), (1, 2)], [(1, 1)] * 3)
     slow = settings.pick([(2, 10), (1, 3), (1, 2)], [(1, 5), (1, 2), (0, 1)], [(1, 1)] * 3)
-    notes: list[str] = []
     cases: list[dict[str, Any]] = []
+    notes = []
     for b, tq, tk, d in sizes:
         tier, size = (tq * tk >= 1024**2) + (tq * tk >= 4096**2), {"B": b, "Tq": tq, "Tk": tk, "D": d}
-
-        def case(
-            name: str, impl: str, kind: str, timing: tuple[int, int], size: dict[str, int] = size, **extra: Any
-        ) -> dict[str, Any]:
-            return {
-                "name": name,
-                "impl": impl,
-                "kind": kind,
-                **extra,
-                **size,
-                "warmup": timing[0],
-                "repeats": timing[1],
-            }
-
-        cases += [case(kind, "attnlab", kind, (slow if kind == "additive" else fast)[tier]) for kind in ATTENTION_KINDS]
+        specs = [(kind, "attnlab", kind, (slow if kind == "additive" else fast)[tier], {}) for kind in ATTENTION_KINDS]
         if naive_bytes(b, tq, tk) <= NAIVE_LIMIT_BYTES:
-            cases.append(case("additive naive", "attnlab", "additive", slow[tier], naive=True))
+            specs.append(("additive naive", "attnlab", "additive", slow[tier], {"naive": True}))
         else:
             notes.append(f"naive additive skipped at {(b, tq, tk, d)}: ~{naive_bytes(b, tq, tk) / 2**30:.0f} GiB")
-        cases.append(case("torch.nn.MultiheadAttention", "torch_mha", "multihead", fast[tier]))
+        specs.append(("torch.nn.MultiheadAttention", "torch_mha", "multihead", fast[tier], {}))
         paired = (1, 2 if settings.tiny else 9)
-        cases.append(case("multihead vs torch.nn.MultiheadAttention (paired)", "paired_mha", "multihead", paired))
+        specs.append(("multihead vs torch.nn.MultiheadAttention (paired)", "paired_mha", "multihead", paired, {}))
+        for name, impl, kind, (warmup, repeats), extra in specs:
+            cases.append(
+                {"name": name, "impl": impl, "kind": kind, **extra, **size, "warmup": warmup, "repeats": repeats}
+            )
     return cases, notes
 
 
 def _step(case: dict[str, Any], impl: str, query: Any, keys: Any, grad: Any) -> Any:
+    """One forward (need_weights=False, values = keys) + backward of ``impl`` on ``case``."""
     import torch
 
     from attnlab.attention import build_attention
 
-    device = case.get("device", "cpu")
-    module: torch.nn.Module
-    if impl == "torch_mha":
-        module = torch.nn.MultiheadAttention(case["D"], NUM_HEADS, batch_first=True)
-    else:
-        chunk = {"chunk_size": case["Tq"]} if case.get("naive") else {}  # one tile: the plain computation
-        dims = {"query_dim": case["D"], "key_dim": case["D"], "hidden_dim": HIDDEN_DIM, "num_heads": NUM_HEADS}
-        module = build_attention(case["kind"], **dims, **chunk)
-    module = module.to(device).train()
+    device, mha = case.get("device", "cpu"), impl == "torch_mha"
+    chunk = {"chunk_size": case["Tq"]} if case.get("naive") else {}  # one tile: the plain computation
+    dims = {"query_dim": case["D"], "key_dim": case["D"], "hidden_dim": HIDDEN_DIM, "num_heads": NUM_HEADS}
+    module = torch.nn.MultiheadAttention(case["D"], NUM_HEADS, batch_first=True) if mha else None
+    module = (module or build_attention(case["kind"], **dims, **chunk)).to(device).train()
 
     def step() -> None:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            ctx, _ = module(*((query, keys, keys) if impl == "torch_mha" else (query, keys)), need_weights=False)
+            ctx, _ = module(*((query, keys, keys) if mha else (query, keys)), need_weights=False)
         ctx.backward(grad.to(ctx.dtype))
         query.grad = keys.grad = None
         module.zero_grad(set_to_none=True)
@@ -109,20 +92,17 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(int(case.get("threads") or torch.get_num_threads()))
     out: dict[str, Any] = {"baseline_rss_bytes": memory("VmHWM")}
     torch.manual_seed(0)
-    query, keys = (
-        torch.randn(case["B"], t, case["D"], device=device, requires_grad=True) for t in (case["Tq"], case["Tk"])
-    )
+    query, keys = (torch.randn(case["B"], case[t], case["D"], device=device, requires_grad=True) for t in ("Tq", "Tk"))
     grad = torch.randn(case["B"], case["Tq"], case["D"], device=device)
-
-    def once(step: Callable[[], None]) -> float:
-        return time_repeats(step, 1, warmup=0, device=device)[0]
-
     if case["impl"] == "paired_mha":
         steps = {impl: _step(case, impl, query, keys, grad) for impl in ("attnlab", "torch_mha")}
-        pairs = interleave(case["warmup"] + case["repeats"], steps, lambda impl, _: once(steps[impl]), abba=True)
-        times = {impl: seconds[case["warmup"] :] for impl, seconds in pairs.items()}
-        ratios = [a / c for a, c in zip(times["attnlab"], times["torch_mha"])]
-        out.update(seconds=times["attnlab"], seconds_torch=times["torch_mha"], ratios=ratios)
+
+        def once(impl: str, _: int) -> float:
+            return time_repeats(steps[impl], 1, 0, device)[0]
+
+        pairs = interleave(case["warmup"] + case["repeats"], steps, once, abba=True)
+        ours, torch_mha = (pairs[impl][case["warmup"] :] for impl in steps)
+        out.update(seconds=ours, seconds_torch=torch_mha, ratios=[a / c for a, c in zip(ours, torch_mha)])
     else:
         step = _step(case, case["impl"], query, keys, grad)
         out["seconds"] = time_repeats(step, case["repeats"], case["warmup"], device)
@@ -158,8 +138,7 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
         elif case["impl"] == "paired_mha":
             r, name = out["ratios"], f"multihead / nn.MultiheadAttention time {size}"
             result["figures"].append(figure(name, r, "ratio", note=f"{len(r)} ABBA pairs in one process"))
-            spread = f"median {statistics.median(r):.3f}, {min(r):.3f} .. {max(r):.3f}"
-            why = f"lower ~95% bound of the median pair ratio ({spread}): met unless multihead is measurably slower"
+            why = f"lower ~95% bound of the median pair ratio (median {statistics.median(r):.3f})"
             result["targets"].append(target(name, "<=", 1.0, median_lower_bound(r), "ratio", note=why))
         else:
             peak = out.get("cuda_peak_bytes", out["case_peak_bytes"])
@@ -171,12 +150,5 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
                 additive_peak = float(peak)
     name = f"additive (chunked) peak at {largest['Tq']}x{largest['Tk']}"
     result["targets"].insert(0, target(name, "<", TARGET_ADDITIVE_PEAK_BYTES, additive_peak, "bytes"))
-    result["notes"] += notes + [
-        f"Step = forward (need_weights=False) + backward; values = keys; additive hidden_dim={HIDDEN_DIM}, multihead "
-        f"and nn.MultiheadAttention num_heads={NUM_HEADS}. 'additive' is the default (chunked, checkpointed tiles), "
-        "'additive naive' the same module with chunk_size = Tq. Peak = memory over the child's after-imports "
-        "baseline (in details).",
-        "multihead vs nn.MultiheadAttention: the target uses the lower confidence bound of the median pair ratio, "
-        "so noise around parity (0.999 in one run, 1.04 in the next) cannot flip it.",
-    ]
+    result["notes"] += notes
     result["details"]["cases"] = rows

@@ -1,7 +1,6 @@
-"""``python scripts/bench.py [--quick|--tiny] [--out FILE.json] [--sections a,b] [--device cpu|cuda]``:
-the chosen sections in order, the report as JSON and Markdown (rewritten after every section, so a
-run stopped by a time limit keeps what it measured; printed at the end). A failing section is
-recorded with its error, the others still run, and the exit status is 1."""
+"""``scripts/bench.py``: the chosen sections in order; the report as JSON and Markdown, rewritten after every
+section (a run stopped by a time limit keeps what it measured). A failing section is recorded with its error, the
+others still run, and the exit status is 1."""
 
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ def parse_sections(text: str | None) -> list[str]:
 
 
 def run_sections(settings: BenchSettings, sections: Sequence[str], out: Path, argv: Sequence[str] = ()) -> dict:
-    """Run ``sections``, writing the report (:mod:`benchmarks.report`) to ``out`` (+ ``.md``) as it grows."""
+    """Run ``sections``, writing the report to ``out`` (+ ``.md``) as it grows."""
     import torch
 
     from benchmarks.machine import machine_info, resolve_device
@@ -46,8 +45,7 @@ def run_sections(settings: BenchSettings, sections: Sequence[str], out: Path, ar
     report.update(mode=settings.mode, argv=list(argv), machine=machine, sections={})
     report["settings"] = {"device": settings.device, "threads": threads, "seed": settings.seed, "sections": sections}
     if threads > 1 and (load := machine["load_average"][0]) > 0.5 * machine["usable_cores"]:
-        # Measured here: 2 threads on 2 cores with one other busy process took a detection step from
-        # 0.17 s to 0.9-7 s: every parallel region waits for the descheduled thread.
+        # 2 threads on 2 cores with one other busy process: a detection step went from 0.17 s to 0.9-7 s.
         report["warnings"] = [
             f"load average {load} at start with {threads} torch threads: OpenMP barriers make "
             "figures slow and erratic; --threads 1 gives stable ones."
@@ -62,8 +60,7 @@ def run_sections(settings: BenchSettings, sections: Sequence[str], out: Path, ar
             result.update(error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
             result["details"]["traceback"] = traceback.format_exc()
             log.error("section %s failed: %s", key, result["error"])
-        report["sections"][key] = result
-        report["seconds"] = time.perf_counter() - started
+        report["sections"][key], report["seconds"] = result, time.perf_counter() - started
         machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         write_json(report, out)
         out.with_suffix(".md").write_text(to_markdown(report))
@@ -99,6 +96,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args.out = project_root() / "logs" / "bench" / f"bench_{mode}_{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     report = run_sections(settings, sections, args.out, argv)
-    print(to_markdown(report))
-    print(f"JSON: {args.out}\nMarkdown: {args.out.with_suffix('.md')}")
+    print(f"{to_markdown(report)}\nJSON: {args.out}\nMarkdown: {args.out.with_suffix('.md')}")
     return 1 if any(s.get("error") for s in report["sections"].values()) else 0

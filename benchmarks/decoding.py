@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.harness import job_for
 from benchmarks.machine import time_repeats
-from benchmarks.report import figure, target, timed
+from benchmarks.report import compare, target, timed
 from benchmarks.settings import BenchSettings
 
 TITLE = "4. Decoding (sentences/s)"
@@ -39,30 +39,22 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
     val = [s for batch in job.datamodule.val_dataloader() for s in batch["src_text"]]
     sources = sorted((val * (1 + n_batched // len(val)))[:n_batched], key=lambda s: (len(s.split()), s))
     singles = sources[:: max(1, len(sources) // n_single)][:n_single]
-    speedups = {}
-    with (
-        torch.inference_mode(),
-        torch.autocast(settings.device, dtype=torch.bfloat16, enabled=settings.device == "cuda"),
-    ):
+    speedups, bf16 = {}, settings.device == "cuda"
+    with torch.inference_mode(), torch.autocast(settings.device, dtype=torch.bfloat16, enabled=bf16):
         task.translate(sources[:2], beam_size=BEAM, batch_size=2)  # warm-up: tokenizers, first kernels
         for name, beam in (("greedy", 1), (f"beam {BEAM}", BEAM)):
             batched = _rate(task, sources, beam, batch_size, passes, settings.device)
             single = _rate(task, singles, beam, 1, passes, settings.device)
-            speedups[name] = statistics.median(batched) / statistics.median(single)
-            result["figures"] += [
-                figure(f"{name}: batched (batch {batch_size})", batched, "sentences/s"),
-                figure(f"{name}: one sentence at a time", single, "sentences/s"),
-                figure(f"{name}: batched / one at a time", speedups[name], "x"),
-            ]
+            names = (f"{name}: batched (batch {batch_size})", f"{name}: one sentence at a time")
+            names += (f"{name}: batched / one at a time",)
+            speedups[name] = compare(result, names, batched, single, "sentences/s", paired=False)
     speedup = speedups[f"beam {BEAM}"]
     result["targets"].append(target(f"batched beam {BEAM} vs one at a time", ">=", TARGET_BEAM_SPEEDUP, speedup, "x"))
     words = statistics.mean(len(s.split()) for s in sources)
-    result["notes"] += [
-        f"Untrained default-size model (net {dict(job.cfg.model.net)}, attention {job.cfg.attention.kind}); decoding "
-        f"capped at {MAX_LEN_A:g} * source tokens + {MAX_LEN_B} so an untrained model decodes about as many tokens as "
-        "a trained one.",
-        f"{len(sources)} validation sources sorted by length (mean {words:.1f} words) batched; {len(singles)} of "
-        "them, evenly spread, one at a time. Through TranslationTask.translate.",
-    ]
+    result["notes"].append(
+        f"Untrained default-size model (net {dict(job.cfg.model.net)}, attention {job.cfg.attention.kind}); "
+        f"{len(sources)} validation sources sorted by length (mean {words:.1f} words) batched, {len(singles)} of "
+        "them, evenly spread, one at a time."
+    )
     result["details"] = {"batch_size": batch_size, "n_batched": len(sources), "n_single": len(singles)}
     result["details"] |= {"passes": passes, "speedups": speedups, "threads": torch.get_num_threads()}

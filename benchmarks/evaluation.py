@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.generated import scored_detections
-from benchmarks.report import figure, timed
+from benchmarks.report import compare, figure, timed
 from benchmarks.settings import BenchSettings
 
 TITLE = "5. COCO evaluation"
@@ -27,16 +26,14 @@ def fixture_dir() -> Path | None:
 
 
 def _time_synthetic(gt: dict, per_image: list[dict], backend: str, repeats: int) -> tuple[list, list, float]:
-    """(seconds of update + compute, seconds of compute, AP) per repeat."""
+    """(seconds of update + compute, seconds of compute, AP) per repeat; a fresh metric, update per 16 images."""
     import torch
 
     from attnlab.evaluation.coco_eval import CocoDetectionMetric
 
     def tensors(p: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: torch.as_tensor(p[k], dtype=torch.int64 if k == "labels" else torch.float32)
-            for k in ("boxes", "scores", "labels")
-        }
+        types = {"boxes": torch.float32, "scores": torch.float32, "labels": torch.int64}
+        return {k: torch.as_tensor(p[k], dtype=dtype) for k, dtype in types.items()}
 
     chunks = [per_image[i : i + 16] for i in range(0, len(per_image), 16)]
     batches = [([tensors(p) for p in chunk], [p["image_id"] for p in chunk]) for chunk in chunks]
@@ -65,9 +62,8 @@ def _fixture_figures(path: Path, repeats: int, result: dict[str, Any]) -> None:
             start = time.perf_counter()
             aps[backend] = evaluate_results_file(*files, backend=backend)["map"]
             seconds[backend].append(time.perf_counter() - start)
-        result["figures"].append(figure(f"fixture (100 images, files): {backend}", seconds[backend], "s"))
-    ratio = statistics.median(seconds["pycocotools"]) / statistics.median(seconds["faster_coco_eval"])
-    result["figures"].append(figure("fixture: pycocotools / faster_coco_eval time", ratio, "x"))
+    names = [f"fixture (100 images, files): {b}" for b in BACKENDS] + ["fixture: pycocotools / faster_coco_eval time"]
+    compare(result, names, *seconds.values(), "s", paired=False)
     result["details"]["fixture_ap"] = aps
     result["notes"].append(f"Fixture AP: {', '.join(f'{b} {aps[b]:.4f}' for b in BACKENDS)} (official 0.505).")
 
@@ -84,18 +80,11 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
     gt, per_image = scored_detections(n_images, seed=settings.seed)
     synthetic = {b: _time_synthetic(gt, per_image, b, repeats) for b in BACKENDS}
     name = f"synthetic ({n_images} images)"
-    for backend, (total, compute, _) in synthetic.items():
-        result["figures"] += [
-            figure(f"{name}: {backend}, update+compute", total, "s"),
-            figure(f"{name}: {backend}, compute", compute, "s"),
-        ]
-    ratio = statistics.median(synthetic["pycocotools"][1]) / statistics.median(synthetic["faster_coco_eval"][1])
-    result["figures"].append(figure(f"{name}: pycocotools / faster_coco_eval compute time", ratio, "x"))
+    for backend, (total, _, _) in synthetic.items():
+        result["figures"].append(figure(f"{name}: {backend}, update+compute", total, "s"))
+    names = [f"{name}: {b}, compute" for b in BACKENDS] + [f"{name}: pycocotools / faster_coco_eval compute time"]
+    compare(result, names, *(synthetic[b][1] for b in BACKENDS), "s", paired=False)
     n_dets, aps = sum(len(p["scores"]) for p in per_image), {b: synthetic[b][2] for b in BACKENDS}
     result["details"]["synthetic"] = {"images": n_images, "annotations": len(gt["annotations"]), "detections": n_dets}
     result["details"]["synthetic"]["ap"] = aps
-    result["notes"].append(
-        f"Synthetic set: {n_images} images, {len(gt['annotations'])} boxes, {n_dets} detections; "
-        f"AP {', '.join(f'{b} {aps[b]:.4f}' for b in BACKENDS)}; a fresh metric "
-        "(and ground-truth index) per repeat, update per 16 images."
-    )
+    result["notes"].append(f"Synthetic AP: {', '.join(f'{b} {aps[b]:.4f}' for b in BACKENDS)}.")

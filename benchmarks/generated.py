@@ -1,5 +1,5 @@
-"""Every data set the benchmark makes on the fly: parallel text with a Zipf vocabulary of made-up words (so BPE
-has work to do), a COCO-2017-sized annotation file whose images are links to a few real JPEGs, scored detections."""
+"""Data sets made on the fly: parallel text with a Zipf vocabulary of made-up words (so BPE has work to do), a
+COCO-2017-sized annotation file whose images are links to a few real JPEGs, scored detections."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import numpy as np
 
 #: COCO 2017 train's size, as issue 9 measured it.
 COCO2017_TRAIN = {"images": 118_287, "annotations": 830_000}
+VOCAB_SIZE = 40_000  # made-up words per side of the parallel corpus
+POLYGON_BYTES = 215  # mean length of a ``segmentation``: a 305 MB train file at full size
 _CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 _REAL_SIZES = ((640, 480), (480, 640), (640, 427), (500, 375))  # (width, height) of the real JPEGs
 _SYLLABLES = {  # onsets, vowels, codas of the made-up words of each side
@@ -40,15 +42,13 @@ def _sentences(rng: np.random.Generator, vocab: np.ndarray, probs: np.ndarray, l
     return "".join(" ".join(words[end - k : end]).capitalize() + " .\n" for end, k in zip(ends, lengths))
 
 
-def write_parallel_corpus(
-    folder: Path, n_train: int, mean_words: float, seed: int, n_eval: int = 1000, vocab_size: int = 40000
-) -> dict[str, str]:
-    """Train/val/test ``*.src``/``*.tgt`` files (one sentence a line) under ``folder``; sentence lengths Poisson
-    around ``mean_words`` (at least 3), the target's close to the source's. Returns ``{"train_src": path, ...}``."""
+def write_parallel_corpus(folder: Path, n_train: int, mean_words: float, seed: int, n_eval: int = 1000) -> dict:
+    """Train/val/test ``*.src``/``*.tgt`` files under ``folder``, lengths Poisson around ``mean_words`` (>= 3), the
+    target's close to the source's: ``{"train_src": path, ...}``."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    vocabs = {side: np.asarray(_vocabulary(rng, side, vocab_size), dtype=object) for side in ("src", "tgt")}
-    probs = 1.0 / (np.arange(vocab_size, dtype=np.float64) + 2.7)
+    vocabs = {side: np.asarray(_vocabulary(rng, side, VOCAB_SIZE), dtype=object) for side in ("src", "tgt")}
+    probs = 1.0 / (np.arange(VOCAB_SIZE, dtype=np.float64) + 2.7)
     probs /= probs.sum()
     paths: dict[str, str] = {}
     for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
@@ -63,7 +63,7 @@ def write_parallel_corpus(
 
 
 def _real_images(folder: Path, rng: np.random.Generator) -> list[tuple[str, int, int]]:
-    """A few real JPEGs (textured noise with a few rectangles), as (name relative to the images folder, w, h)."""
+    """A few real JPEGs (textured noise, a few rectangles): (name relative to the images folder, w, h)."""
     from PIL import Image, ImageDraw
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,13 +81,13 @@ def _real_images(folder: Path, rng: np.random.Generator) -> list[tuple[str, int,
     return out
 
 
-def _annotation_lines(rng: np.random.Generator, n_anns: int, sizes: np.ndarray, poly_bytes: int) -> list[str]:
+def _annotation_lines(rng: np.random.Generator, n_anns: int, sizes: np.ndarray) -> list[str]:
     image_ids = np.sort(rng.integers(1, len(sizes) + 1, n_anns))
     w_img, h_img = sizes[image_ids - 1, 0], sizes[image_ids - 1, 1]
     bw, bh = rng.uniform(0.01, 0.6, n_anns) * w_img, rng.uniform(0.01, 0.6, n_anns) * h_img
     x, y = rng.uniform(0, 1, n_anns) * (w_img - bw), rng.uniform(0, 1, n_anns) * (h_img - bh)
     crowd, cats = rng.random(n_anns) < 0.009, rng.choice(_CATEGORY_IDS, n_anns)
-    points = (max(3, int(rng.normal(poly_bytes / 14, poly_bytes / 40))) for _ in range(512))
+    points = (max(3, int(rng.normal(POLYGON_BYTES / 14, POLYGON_BYTES / 40))) for _ in range(512))
     pool = ["[[" + ",".join(f"{v:.2f}" for v in rng.uniform(0, 640, 2 * p)) + "]]" for p in points]
     pick = rng.integers(0, len(pool), n_anns)
     lines = []
@@ -101,7 +101,7 @@ def _annotation_lines(rng: np.random.Generator, n_anns: int, sizes: np.ndarray, 
     return lines
 
 
-def _split(root: Path, split: str, n_images: int, n_anns: int, seed: int, poly_bytes: int) -> dict[str, Any]:
+def _split(root: Path, split: str, n_images: int, n_anns: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     images_dir = root / "images" / split
     real = _real_images(images_dir / "_real", np.random.default_rng(seed))
@@ -124,33 +124,23 @@ def _split(root: Path, split: str, n_images: int, n_anns: int, seed: int, poly_b
         f.write('{"info":{"description":"attnlab COCO-2017-sized benchmark file","year":2017},')
         f.write('"licenses":[{"url":"http://example.org","id":1,"name":"bench"}],"images":[' + ",".join(images))
         f.write('],"annotations":[')
-        for k, line in enumerate(_annotation_lines(rng, n_anns, sizes, poly_bytes)):  # not one 300 MB string
+        for k, line in enumerate(_annotation_lines(rng, n_anns, sizes)):  # not one 300 MB string
             f.write("," + line if k else line)
         f.write('],"categories":' + json.dumps(categories, separators=(",", ":")) + "}")
     os.replace(path.with_name(path.name + ".tmp"), path)
     return {"images": n_images, "annotations": n_anns, "bytes": path.stat().st_size}
 
 
-def write_coco_sized(
-    root: str | os.PathLike[str],
-    n_images: int = COCO2017_TRAIN["images"],
-    n_annotations: int = COCO2017_TRAIN["annotations"],
-    n_val: int = 500,
-    seed: int = 0,
-    polygon_bytes: int = 215,
-) -> dict[str, Any]:
-    """A COCO-layout set at ``root``: train at the given size (``polygon_bytes``: the mean length of a
-    ``segmentation``; the default gives a 305 MB train file at full size), a small val split; returns the counts."""
-    root = Path(root)
-    train = _split(root, "train", n_images, n_annotations, seed, polygon_bytes)
-    val = _split(root, "val", n_val, max(1, n_val * n_annotations // max(n_images, 1)), seed + 1, polygon_bytes)
+def write_coco_sized(root: str | os.PathLike[str], n_images: int, n_annotations: int, n_val: int = 500) -> dict:
+    """A COCO-layout set at ``root``: train at the given size and a small val split; returns the counts."""
+    train = _split(Path(root), "train", n_images, n_annotations, 0)
+    val = _split(Path(root), "val", n_val, max(1, n_val * n_annotations // max(n_images, 1)), 1)
     return {"root": str(root), "train": train, "val": val}
 
 
 def scored_detections(n_images: int, n_categories: int = 10, seed: int = 0) -> tuple[dict[str, Any], list[dict]]:
-    """``(gt, per_image)``: a COCO ground truth (640x480 images, 1-12 boxes each) and per-image
-    detections ``{"image_id", "boxes" (N, 4) xyxy, "scores", "labels" 1..C}``: each true box found
-    with probability 0.8 (jittered by up to 10%, score 0.3-1), plus 0-8 false positives (score 0-0.6)."""
+    """``(gt, per_image)``: COCO ground truth (640x480, 1-12 boxes an image) and detections per image (``image_id``,
+    xyxy ``boxes``, ``scores``, ``labels``): each true box found with p=0.8 (jittered, score 0.3-1), 0-8 false ones."""
     rng = np.random.default_rng(seed)
 
     def boxes(n: int) -> np.ndarray:  # (n, 4) x, y, w, h inside the image
@@ -159,7 +149,7 @@ def scored_detections(n_images: int, n_categories: int = 10, seed: int = 0) -> t
 
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    per_image: list[dict[str, Any]] = []
+    per_image = []
     for image_id in range(1, n_images + 1):
         truth, fp = boxes(int(rng.integers(1, 13))), boxes(int(rng.integers(0, 9)))
         cats = rng.integers(1, n_categories + 1, len(truth))

@@ -30,9 +30,10 @@ def time_to_quality(job: TrainingJob, metric: str, threshold: float, every: int)
     from attnlab.cli.build import build_trainer
 
     class Clock(pl.Callback):
+        start = val_start = val_seconds = 0.0
+        reached: tuple[float, int] | None = None
+
         def __init__(self) -> None:
-            self.start = self.val_start = self.val_seconds = 0.0
-            self.reached: tuple[float, int] | None = None
             self.values: list[tuple[int, float]] = []
 
         def on_train_start(self, trainer: Any, module: Any) -> None:
@@ -43,32 +44,23 @@ def time_to_quality(job: TrainingJob, metric: str, threshold: float, every: int)
 
         def on_validation_end(self, trainer: Any, module: Any) -> None:
             self.val_seconds += time.perf_counter() - self.val_start
-            value = float(trainer.callback_metrics.get(metric, math.nan))
-            self.values.append((trainer.global_step, value))
+            self.values.append((trainer.global_step, value := float(trainer.callback_metrics.get(metric, math.nan))))
             if value >= threshold and self.reached is None:
                 self.reached = (time.perf_counter() - self.start - self.val_seconds, trainer.global_step)
                 trainer.should_stop = True
 
     clock, model = Clock(), job.build_task()
-    with quiet_lightning():
-        every_n = {"val_check_interval": every, "check_val_every_n_epoch": None}
-        # min_epochs/min_steps None: else should_stop waits for a whole epoch
-        trainer = build_trainer(
-            job.cfg, **TIMING_ONLY, **every_n, callbacks=[clock], min_steps=None, default_root_dir=str(job.scratch)
-        )
+    with quiet_lightning():  # min_steps None: else should_stop waits for a whole epoch
+        every_n = {"val_check_interval": every, "check_val_every_n_epoch": None, "min_steps": None}
+        trainer = build_trainer(job.cfg, **TIMING_ONLY, **every_n, callbacks=[clock], default_root_dir=str(job.scratch))
         trainer.fit(model, datamodule=job.datamodule)
     seconds, steps = clock.reached or (math.nan, trainer.global_step)
     out = {"seconds": seconds, "steps": steps, "reached": clock.reached is not None, "curve": clock.values}
-    return out | {
-        "validation_seconds": clock.val_seconds,
-        "precision": str(job.cfg.trainer.precision),
-        "compile": bool(job.cfg.compile.enabled),
-    }
+    run = {"precision": str(job.cfg.trainer.precision), "compile": bool(job.cfg.compile.enabled)}
+    return out | run | {"validation_seconds": clock.val_seconds}
 
 
-def _task_figures(
-    task: str, runs: dict[str, list[dict[str, Any]]], metric: str, threshold: float, result: dict
-) -> None:
+def _task_figures(task: str, runs: dict[str, list[dict]], metric: str, threshold: float, result: dict) -> None:
     goal = f"{metric} >= {threshold:g}"
     for v, rs in runs.items():
         label = f"{task} {v} ({rs[0]['precision']}{', compiled' if rs[0]['compile'] else ''})"
@@ -81,10 +73,9 @@ def _task_figures(
             best = max((val for r in rs for _, val in r["curve"]), default=math.nan)
             result["notes"].append(f"{label}: {goal} not reached in the configured epochs (best {best:.4g})")
     pairs = [d["seconds"] / f["seconds"] for d, f in zip(runs["default"], runs["fp32"])]
-    finite = all(math.isfinite(p) for p in pairs)
-    if finite:
+    ratio = statistics.median(pairs) if all(math.isfinite(p) for p in pairs) else None
+    if ratio is not None:
         result["figures"].append(figure(f"{task}: default / fp32 time to quality", pairs, "x"))
-    ratio = statistics.median(pairs) if finite else None
     result["targets"].append(target(f"{task}: default / fp32 time to {goal}", "<=", TARGET_RATIO, ratio, "x"))
 
 
@@ -100,13 +91,12 @@ def _measure(settings: BenchSettings, task: str, result: dict[str, Any]) -> None
     runs = interleave(settings.pick(2, 1, 1), VARIANTS, train, abba=True)
     _task_figures(task, runs, metric, threshold, result)
     overrides = (tiny_overrides(task, settings.workdir) if settings.tiny else []) + base
-    result["details"][task] = {"metric": metric, "threshold": threshold, "validate_every": every_n, "runs": runs}
-    result["details"][task]["overrides"] = overrides
+    details = {"metric": metric, "threshold": threshold, "validate_every": every_n, "runs": runs}
+    result["details"][task] = details | {"overrides": overrides}
 
 
 @timed("quality", TITLE)
 def run(settings: BenchSettings, result: dict[str, Any]) -> None:
-    """Both tasks, fp32 then the default (alternating order between repeats)."""
+    """Both tasks, fp32 then the default (alternating order between repeats); the LR schedule is the default run's."""
     for task in GOALS:
         _measure(settings, task, result)
-    result["notes"].append("The LR schedule is the default run's (its epochs); a run stops at the threshold.")

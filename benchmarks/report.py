@@ -52,12 +52,20 @@ def timed(key: str, title: str) -> Callable[[Callable[[Any, dict], None]], Calla
         def run(settings: Any) -> dict[str, Any]:
             started, result = time.perf_counter(), section(key, title)
             fill(settings, result)
-            result["seconds"] = time.perf_counter() - started
-            return result
+            return result | {"seconds": time.perf_counter() - started}
 
         return run
 
     return wrap
+
+
+def compare(sec: dict, names: Iterable[str], a: Any, b: Any, unit: str, ratio: str = "x", paired: bool = True) -> float:
+    """Add figures ``a``, ``b`` (samples in ``unit``) and ``a / b`` (per pair, or of the medians) to ``sec``'s;
+    returns the median ratio."""
+    (name_a, name_b, name_ratio), a, b = names, list(a), list(b)
+    ratios = [x / y for x, y in zip(a, b)] if paired else [statistics.median(a) / statistics.median(b)]
+    sec["figures"] += [figure(name_a, a, unit), figure(name_b, b, unit), figure(name_ratio, ratios, ratio)]
+    return statistics.median(ratios)
 
 
 def format_value(value: float | None, unit: str = "") -> str:

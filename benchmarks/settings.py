@@ -14,9 +14,8 @@ T = TypeVar("T")
 
 @dataclass
 class BenchSettings:
-    """Shared by every section: ``mode`` (``full``; ``quick``: minutes; ``tiny``: tests, correctness
-    only), ``device`` (every section runs there), torch ``threads`` (None: every usable core), the
-    ``seed`` and a scratch ``workdir``."""
+    """``mode`` (``full``; ``quick``: minutes; ``tiny``: tests), the ``device`` every section runs on, torch
+    ``threads`` (None: every usable core), the ``seed`` and a scratch ``workdir``."""
 
     mode: str = "full"
     device: str = "cpu"
@@ -25,10 +24,8 @@ class BenchSettings:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="attnlab-bench-")))
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.mode not in MODES or self.device not in ("cpu", "cuda"):
+            raise ValueError(f"mode must be one of {MODES}, device cpu or cuda; got {self.mode!r}, {self.device!r}")
         self.workdir = Path(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -44,6 +41,5 @@ class BenchSettings:
 
     def scratch(self, name: str) -> Path:
         """A sub-folder of ``workdir`` (created)."""
-        path = self.workdir / name
-        path.mkdir(parents=True, exist_ok=True)
+        (path := self.workdir / name).mkdir(parents=True, exist_ok=True)
         return path

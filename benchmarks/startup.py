@@ -15,12 +15,15 @@ from typing import Any
 
 from pytorch_lightning import Callback
 
-from benchmarks.child import failure, run_process
+from benchmarks.machine import failure, run_process
 from benchmarks.report import figure, target, timed
 from benchmarks.settings import BenchSettings
 
 TITLE = "6. Start-up"
 TARGET_HELP_SECONDS, TARGET_FIRST_STEP_RATIO = 1.0, 1.5
+IMPORTS = "import torch, pytorch_lightning"
+COMMANDS = {"python -c pass": ["-c", "pass"], f"python -c '{IMPORTS}'": ["-c", IMPORTS]}
+COMMANDS |= {"train.py --help": ["train.py", "--help"], "train.py --cfg job": ["train.py", "--cfg", "job"]}
 
 
 class FirstStepTimer(Callback):
@@ -60,20 +63,11 @@ def time_command(cmd: Sequence[str], repeats: int, cwd: Path, timeout: float = 1
 def first_step_seconds(task: str, extra: Sequence[str], scratch: Path, timeout: float) -> float:
     """Seconds from spawning ``train.py experiment=<task> debug=fdr`` to its first training batch."""
     marker = scratch / f"first_step_{task}_{time.time_ns()}.json"
-    timer = [
-        "+callbacks.first_step._target_=benchmarks.startup.FirstStepTimer",
-        f"+callbacks.first_step.path={marker.as_posix()}",
-    ]
-    cmd = [
-        sys.executable,
-        "train.py",
-        f"experiment={task}",
-        "debug=fdr",
-        *timer,
-        f"paths.log_dir={(scratch / 'logs').as_posix()}",
-        *extra,
-    ]
-    _, done, spawned = run_process(cmd, timeout)
+    timer = ["+callbacks.first_step._target_=benchmarks.startup.FirstStepTimer", f"+callbacks.first_step.path={marker}"]
+    logs = f"paths.log_dir={(scratch / 'logs').as_posix()}"
+    _, done, spawned = run_process(
+        [sys.executable, "train.py", f"experiment={task}", "debug=fdr", *timer, logs, *extra], timeout
+    )
     if not marker.is_file():
         raise RuntimeError(f"train.py experiment={task} ended before its first step: {failure(done)}")
     return json.loads(marker.read_text())["first_step_start"] - spawned
@@ -84,24 +78,20 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
     """Every start-up figure and the two targets."""
     from attnlab.cli.build import build_datamodule
     from attnlab.project import project_root
-    from benchmarks.harness import TASK_EXPERIMENTS, compose_train_config, mode_overrides, quiet_lightning
+    from benchmarks.harness import compose_train_config, mode_overrides, quiet_lightning
 
-    repo, py, imports = project_root(), sys.executable, "import torch, pytorch_lightning"
-    commands = {"python -c pass": ["-c", "pass"], f"python -c '{imports}'": ["-c", imports]}
-    commands |= {"train.py --help": ["train.py", "--help"], "train.py --cfg job": ["train.py", "--cfg", "job"]}
     timings = {
-        name: time_command([py, *args], settings.pick(5, 2, 1) if "torch" in name else settings.pick(5, 3, 1), repo)
-        for name, args in commands.items()
+        name: time_command([sys.executable, *args], settings.pick(5, 2 if "torch" in name else 3, 1), project_root())
+        for name, args in COMMANDS.items()
     }
     result["figures"] += [figure(name, samples, "s") for name, samples in timings.items()]
     help_s = statistics.median(timings["train.py --help"])
     result["targets"].append(target("train.py --help", "<=", TARGET_HELP_SECONDS, help_s, "s"))
-    import_s = statistics.median(timings[f"python -c '{imports}'"])
-    scratch = settings.scratch("startup")
+    import_s, scratch = statistics.median(timings[f"python -c '{IMPORTS}'"]), settings.scratch("startup")
     for task in ("translation", "detection"):
         overrides = mode_overrides(settings, task)
         with quiet_lightning():  # data generated beforehand: not part of start-up
-            build_datamodule(compose_train_config([TASK_EXPERIMENTS[task], *overrides], scratch), stage=None)
+            build_datamodule(compose_train_config([f"experiment={task}", *overrides], scratch), stage=None)
         overrides.append(f"torch_threads={settings.num_threads()}")  # as the rest of the benchmark
         timeout = settings.pick(600.0, 300.0, 300.0)
         starts = [first_step_seconds(task, overrides, scratch, timeout) for _ in range(settings.pick(3, 1, 1))]
@@ -111,7 +101,3 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
             figure(name, ratio, "x"),
         ]
         result["targets"].append(target(name, "<=", TARGET_FIRST_STEP_RATIO, ratio, "x"))
-    result["notes"].append(
-        "First step: spawn to the start of the first training batch of train.py experiment=<task> debug=fdr (no "
-        "sanity validation; config tree printed, W&B offline logger started as in a run). Data generated beforehand."
-    )

@@ -16,17 +16,13 @@ from benchmarks.settings import BenchSettings
 TITLE = "3. Training throughput and utilisation (fp32, bf16, compiled)"
 #: bf16-mixed steps/s over fp32 steps/s at default sizes (issue 12).
 TARGET_BF16_SPEEDUP = {"translation": 1.8, "detection": 1.5}
-VARIANTS = {
-    "fp32": ["trainer.precision=32-true"],
-    "bf16": ["trainer.precision=bf16-mixed"],
-    "fp32+compile": ["trainer.precision=32-true", "compile.enabled=true"],
-    "bf16+compile": ["trainer.precision=bf16-mixed", "compile.enabled=true"],
-}
+FP32, BF16, COMPILE = "trainer.precision=32-true", "trainer.precision=bf16-mixed", "compile.enabled=true"
+VARIANTS = {"fp32": [FP32], "bf16": [BF16], "fp32+compile": [FP32, COMPILE], "bf16+compile": [BF16, COMPILE]}
+SIZES = {"translation": ((40, 6, 3), (14, 4, 2), (3, 1, 1)), "detection": ((24, 5, 3), (9, 3, 2), (3, 1, 1))}
 
 
 def count_step_flops(job: TrainingJob, batches: int = 1) -> tuple[float, int, int]:
-    """Matmul/conv FLOPs of the task's ``training_step`` + backward over the first ``batches``
-    batches: ``(flops, target tokens, items)`` summed over them."""
+    """Matmul/conv FLOPs of ``training_step`` + backward over the first ``batches``: ``(flops, tokens, items)``."""
     from lightning_fabric.utilities.apply_func import move_data_to_device
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -37,62 +33,45 @@ def count_step_flops(job: TrainingJob, batches: int = 1) -> tuple[float, int, in
         batch = move_data_to_device(batch, job.device)
         with FlopCounterMode(display=False) as counter, quiet_lightning():
             model.training_step(batch, i).backward()
-        flops += float(counter.get_total_flops())
         n, t = job.counts(batch)
-        items, tokens = items + n, tokens + int(t)
+        flops, items, tokens = flops + float(counter.get_total_flops()), items + n, tokens + int(t)
     return flops, tokens, items
 
 
 def _compile_figures(task: str, names: list[str], runs: dict[str, list[Any]], run_steps: int, result: dict) -> dict:
-    """Compile's cost: the first compiled run's warm-up beyond the eager warm-up (later runs hit caches), spread
-    over a default run."""
+    """Compile time: the first compiled warm-up beyond the eager one (later runs hit caches), over a default run."""
     ratios = {}
     for v in (n for n in names if "compile" in n):
         eager = v.split("+")[0]
         extra = runs[v][0].first_seconds - statistics.median(r.first_seconds for r in runs[eager])
         step_eager, step_comp = (1 / statistics.median(r.steps_per_second for r in runs[k]) for k in (eager, v))
         ratios[f"{v}_default_run_ratio"] = ratio = (extra + run_steps * step_comp) / (run_steps * step_eager)
+        name = f"{task} {v} / {eager}: time of a default run ({run_steps} steps)"
         result["figures"] += [
             figure(f"{task} {v}: compile time (first warm-up beyond eager)", extra, "s"),
-            figure(
-                f"{task} {v} / {eager}: time of a default run ({run_steps} steps)",
-                ratio,
-                "x",
-                note="compile time included; < 1 means compiling wins",
-            ),
+            figure(name, ratio, "x", note="compile time included; < 1 means compiling wins"),
         ]
     return ratios
 
 
 def _measure_task(settings: BenchSettings, task: str, peaks: dict[str, float], result: dict[str, Any]) -> None:
-    sizes = {"translation": ((40, 6, 3), (14, 4, 2), (3, 1, 1)), "detection": ((24, 5, 3), (9, 3, 2), (3, 1, 1))}
-    steps, warmup, repeats = settings.pick(*sizes[task])
-    # Compile in full mode only (it costs minutes on a CPU): with and without bf16 on a CPU (issue 12),
-    # with bf16 alone on a GPU (what trainer=gpu trains in).
-    skip = (
-        {"fp32+compile", "bf16+compile"}
-        if settings.mode != "full"
-        else {"fp32+compile"}
-        if settings.device == "cuda"
-        else set()
-    )
-    names = [v for v in VARIANTS if v not in skip]
+    steps, warmup, repeats = settings.pick(*SIZES[task])
+    # Compile in full mode only (minutes on a CPU): fp32 and bf16 on a CPU, bf16 alone on a GPU (as trainer=gpu).
+    skip = {"fp32+compile"} if settings.device == "cuda" else set()
+    names = [v for v in VARIANTS if v not in skip and (settings.mode == "full" or "compile" not in v)]
     jobs = {v: job_for(settings, task, f"throughput_{task}_{v.replace('+', '_')}", VARIANTS[v]) for v in names}
     runs = interleave(repeats, names, lambda v, _: run_lightning(jobs[v], steps, warmup))
     flops, flop_tokens, flop_items = count_step_flops(jobs["fp32"], settings.pick(3, 1, 1))
-    unit, per = (
-        ("tokens/s", flops / max(flop_tokens, 1)) if task == "translation" else ("images/s", flops / max(flop_items, 1))
-    )
-    rates = {v: [(r.tokens if task == "translation" else r.items) / r.seconds for r in rs] for v, rs in runs.items()}
+    translation = task == "translation"
+    unit, per = ("tokens/s", flops / max(flop_tokens, 1)) if translation else ("images/s", flops / max(flop_items, 1))
     for v in names:
+        rates = [(r.tokens if translation else r.items) / r.seconds for r in runs[v]]
         dtype = "bf16" if v.startswith("bf16") else "fp32"
         result["figures"] += [
-            figure(f"{task} {v}: training {unit}", rates[v], unit),
+            figure(f"{task} {v}: training {unit}", rates, unit),
             figure(f"{task} {v}: steps/s", [r.steps_per_second for r in runs[v]], "steps/s"),
             figure(
-                f"{task} {v}: utilisation of the {dtype} matmul peak",
-                [per * x / peaks[dtype] for x in rates[v]],
-                "ratio",
+                f"{task} {v}: utilisation of the {dtype} matmul peak", [per * x / peaks[dtype] for x in rates], "ratio"
             ),
         ]
     pairs = list(zip(runs["bf16"], runs["fp32"]))
@@ -100,29 +79,13 @@ def _measure_task(settings: BenchSettings, task: str, peaks: dict[str, float], r
     cpu_speedup = [b.steps_per_cpu_second / f.steps_per_cpu_second for b, f in pairs]
     result["figures"] += [
         figure(f"{task}: bf16 / fp32 steps/s", speedup, "x", note="per interleaved pair"),
-        figure(
-            f"{task}: bf16 / fp32 steps per CPU-second",
-            cpu_speedup,
-            "x",
-            note="less sensitive to other processes' load",
-        ),
+        figure(f"{task}: bf16 / fp32 steps per CPU-second", cpu_speedup, "x", note="less sensitive to load"),
     ]
-    goal = TARGET_BF16_SPEEDUP[task]
-    result["targets"].append(
-        target(f"{task}: bf16-mixed / fp32 training steps/s", ">=", goal, statistics.median(speedup), "x")
-    )
+    goal, name = TARGET_BF16_SPEEDUP[task], f"{task}: bf16-mixed / fp32 training steps/s"
+    result["targets"].append(target(name, ">=", goal, statistics.median(speedup), "x"))
     run_steps = int(jobs["fp32"].cfg.trainer.max_epochs) * len(jobs["fp32"].datamodule.train_dataloader())
-    details: dict[str, Any] = {
-        "steps": steps,
-        "warmup": warmup,
-        "repeats": repeats,
-        "flops_per_step": flops,
-        "flops_per_unit": per,
-    }
-    details |= {
-        "default_run_steps": run_steps,
-        "first_seconds": {v: [r.first_seconds for r in rs] for v, rs in runs.items()},
-    }
+    details = {"steps": steps, "warmup": warmup, "repeats": repeats, "flops_per_step": flops, "flops_per_unit": per}
+    details |= {"default_run_steps": run_steps, "first_seconds": {v: [r.first_seconds for r in runs[v]] for v in names}}
     result["details"][task] = details | _compile_figures(task, names, runs, run_steps, result)
 
 
@@ -137,10 +100,3 @@ def run(settings: BenchSettings, result: dict[str, Any]) -> None:
         peaks[name] = statistics.median(samples)
     for task in ("translation", "detection"):
         _measure_task(settings, task, peaks, result)
-    result["notes"] += [
-        "Lightning runs of the default config per variant (fp32 = trainer.precision=32-true, bf16 = bf16-mixed, "
-        "+compile = compile.enabled=true: torch.compile of the task's compile_targets with inductor), repeats "
-        "interleaved variant by variant; warm-up steps not timed.",
-        "Utilisation: FlopCounterMode FLOPs of one training step (fp32 eager; matmul/conv/attention kernels only) x "
-        "rate / the matmul peak of the variant's dtype measured in this run (MFU; it understates the work done).",
-    ]
