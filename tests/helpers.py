@@ -62,15 +62,34 @@ def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
 def run_script(args: list[str], cwd: Path = REPO, timeout: int = 600, env: dict[str, Any] | None = None):
     """Run ``python <args>`` in a subprocess with W&B offline; return the CompletedProcess.
     ``env`` entries are added to the environment; a ``None`` value removes that variable."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=script_env(env)
+    )
+
+
+def start_script(args: list[str], cwd: Path = REPO, env: dict[str, Any] | None = None) -> subprocess.Popen:
+    """Start ``python <args>`` like :func:`run_script` without waiting: stdout and stderr merged into one
+    text pipe, for tests that kill or watch the process while it runs."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=script_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def script_env(env: dict[str, Any] | None = None) -> dict[str, str]:
+    """This process's environment with W&B offline and silent and unbuffered output, plus ``env``
+    (a ``None`` value removes that variable)."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
     for key, value in (env or {}).items():
         if value is None:
             full_env.pop(key, None)
         else:
             full_env[key] = str(value)
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
-    )
+    return full_env
 
 
 def inspect_wandb_run(run_dir: Path) -> dict[str, Any]:

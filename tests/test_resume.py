@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import TINY_TRANSLATION, run_script
+from .helpers import TINY_TRANSLATION, run_script, start_script
 
 COMMON = [
     *TINY_TRANSLATION,
@@ -59,13 +59,8 @@ def test_stop_and_resume_matches_straight_run(tmp_path: Path) -> None:
 def test_sigterm_saves_a_checkpoint_records_the_interrupt_and_resumes(tmp_path: Path) -> None:
     """A scheduler's SIGTERM mid-training: last.ckpt is written, the run is recorded as interrupted
     (W&B run finished as preempted), and resuming from it finishes the same run."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
-
-    from .helpers import REPO
 
     run_dir = tmp_path / "run"
     args = [
@@ -78,15 +73,7 @@ def test_sigterm_saves_a_checkpoint_records_the_interrupt_and_resumes(tmp_path: 
         f"paths.log_dir={tmp_path / 'logs'}",
         f"hydra.run.dir={run_dir}",
     ]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "train.py", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_script(["train.py", *args])
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
@@ -183,13 +170,8 @@ def test_attempts_record_running_then_killed(tmp_path: Path, caplog: pytest.LogC
 @pytest.mark.slow
 def test_sigkill_mid_first_epoch_leaves_a_record_and_a_checkpoint_then_resumes(tmp_path: Path) -> None:
     """Row 4: a run killed outright (SIGKILL) in its first epoch; nothing recorded before is lost."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
-
-    from .helpers import REPO
 
     logs = tmp_path / "logs"
     args = [
@@ -204,15 +186,7 @@ def test_sigkill_mid_first_epoch_leaves_a_record_and_a_checkpoint_then_resumes(t
         "callbacks.time_checkpoint.minutes=0.03",
         f"paths.log_dir={logs}",
     ]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "train.py", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_script(["train.py", *args])
     runs = logs / "train" / "runs"
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and not list(runs.glob("*/checkpoints/last.ckpt")):

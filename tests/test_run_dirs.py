@@ -15,7 +15,7 @@ from attnlab.runs import run_dir as run_dir_module
 from attnlab.runs.metrics_file import write_metrics_file
 from attnlab.runs.run_dir import claim_unique_dir, is_resume, wandb_id_for_run
 
-from .helpers import CONF, REPO, TINY_TRANSLATION
+from .helpers import CONF, TINY_TRANSLATION, start_script
 
 
 def _claim(base: str, barrier, out) -> None:
@@ -105,10 +105,7 @@ def test_concurrent_metrics_writers_never_collide(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_three_runs_started_at_once_get_three_folders_ids_and_records(tmp_path: Path) -> None:
-    import os
-
     logs = tmp_path / "logs"
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
     common = [
         "train.py",
         "debug=limit",
@@ -120,17 +117,7 @@ def test_three_runs_started_at_once_get_three_folders_ids_and_records(tmp_path: 
         f"paths.log_dir={logs}",
         *TINY_TRANSLATION,
     ]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, *common, f"seed={seed}"],
-            cwd=REPO,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for seed in (1, 2, 3)
-    ]
+    procs = [start_script([*common, f"seed={seed}"]) for seed in (1, 2, 3)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[-2000:] for o in outs]
     folders = sorted((logs / "train" / "runs").iterdir())
